@@ -1,0 +1,32 @@
+/*
+ * alloc.h - the one allocation wrapper every module goes through.
+ *
+ * Two flavours: sl__malloc and friends return NULL on failure and are used on paths that
+ * must report out-of-memory as an error (config, restore, network, job building);
+ * sl__xmalloc and friends abort with a message and are used on the record hot path, where
+ * an allocation failure cannot be handled record by record.
+ *
+ * In builds with SL_TESTING defined, the environment variable SLUICE_FAIL_ALLOC=N makes the
+ * N-th call (1-based) of the NULL-returning flavour fail, so tests can walk the error paths.
+ */
+#ifndef SL_CORE_ALLOC_H
+#define SL_CORE_ALLOC_H
+
+#include <stddef.h>
+
+void *sl__malloc(size_t n);
+void *sl__calloc(size_t count, size_t size);
+void *sl__realloc(void *p, size_t n);
+char *sl__strdup(const char *s);
+char *sl__strndup(const char *s, size_t n);
+void sl__free(void *p);
+
+void *sl__xmalloc(size_t n);
+void *sl__xcalloc(size_t count, size_t size);
+void *sl__xrealloc(void *p, size_t n);
+char *sl__xstrdup(const char *s);
+
+/* Resets the countdown from SLUICE_FAIL_ALLOC (tests only; no-op otherwise). */
+void sl__alloc_fail_reset(long nth);
+
+#endif

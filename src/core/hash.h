@@ -1,0 +1,31 @@
+/*
+ * hash.h - the one hash function for keys (xxHash's XXH3, 64 bits) and key groups.
+ *
+ * key_group = hash(key bytes) mod max_parallelism; subtask i of p owns key groups
+ * [ceil(i*M/p), ceil((i+1)*M/p)), and key group g belongs to subtask g*p/M, as in Flink.
+ */
+#ifndef SL_CORE_HASH_H
+#define SL_CORE_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+uint64_t sl__hash(const void *p, size_t len);
+
+static inline int sl__key_group(uint64_t hash, int max_parallelism)
+{
+    return (int)(hash % (uint64_t)max_parallelism);
+}
+
+static inline int sl__key_group_owner(int key_group, int parallelism, int max_parallelism)
+{
+    return (int)((int64_t)key_group * parallelism / max_parallelism);
+}
+
+/* First key group of subtask i (inclusive); the end is the start of subtask i + 1. */
+static inline int sl__key_group_start(int subtask, int parallelism, int max_parallelism)
+{
+    return (int)(((int64_t)subtask * max_parallelism + parallelism - 1) / parallelism);
+}
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * row.h - schemas and the serialized row format.
+ *
+ * Wire format of a row (in channel buffers, in state, in checkpoints), schema-directed:
+ *   null bitmap: ceil(n/8) bytes, bit i (LSB first) set when field i is null
+ *   then each non-null field in order:
+ *     i64, f64  8 bytes little-endian
+ *     bool      1 byte (0 or 1)
+ *     str,bytes varint length (LEB128) then the bytes
+ * Types are not on the wire; both sides know the schema. Reading gives zero-copy views:
+ * str/bytes values point into the buffer read.
+ */
+#ifndef SL_CORE_ROW_H
+#define SL_CORE_ROW_H
+
+#include "sluice.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sl__schema {
+    int n;
+    sl_type *types;
+    char **names;
+    char *text; /* canonical text, "city:str,value:i64" */
+    size_t fixed_size; /* serialized size when there are no str/bytes fields, else 0 */
+} sl__schema;
+
+/* Parses schema text (see sluice.h). Returns a new schema or NULL with a message in err. */
+sl__schema *sl__schema_parse(const char *text, char *err, size_t errcap);
+sl__schema *sl__schema_copy(const sl__schema *s);
+/* A schema of selected fields of s (for key_by on a field). */
+sl__schema *sl__schema_project(const sl__schema *s, const int *fields, int n);
+void sl__schema_destroy(sl__schema *s);
+int sl__schema_equal(const sl__schema *a, const sl__schema *b);
+/* Index of a field by name, "f<N>" or decimal index; -1 if none. */
+int sl__schema_field(const sl__schema *s, const char *name);
+const char *sl__type_name(sl_type t);
+
+/* Serialized size of row. */
+size_t sl__row_size(const sl__schema *s, const sl_value *row);
+/* Writes row at dst (which has sl__row_size bytes) and returns the end. */
+uint8_t *sl__row_write(const sl__schema *s, const sl_value *row, uint8_t *dst);
+/* Reads a row from [p, end) into out; returns the end of the row or NULL if malformed. */
+const uint8_t *sl__row_read(const sl__schema *s, const uint8_t *p, const uint8_t *end,
+                            sl_value *out);
+/* Checks that every value's type matches the schema (null is always allowed). Returns -1
+ * when it does, else the index of the first bad field. */
+int sl__row_check(const sl__schema *s, const sl_value *row);
+
+/* Compares two values of the same type (numbers numerically, str/bytes bytewise, null
+ * first): <0, 0, >0. */
+int sl__value_cmp(const sl_value *a, const sl_value *b);
+
+/* Varints (LEB128, unsigned 64-bit). */
+static inline size_t sl__varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+static inline uint8_t *sl__varint_write(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+/* Returns the end, or NULL when malformed or truncated. */
+static inline const uint8_t *sl__varint_read(const uint8_t *p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64 && p < end; shift += 7) {
+        uint8_t b = *p++;
+        r |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = r;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+#endif

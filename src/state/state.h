@@ -1,0 +1,128 @@
+/*
+ * state.h - managed state: the keyed state backend interface, the heap backend, operator
+ * state (list and broadcast), and the handles behind sluice.h's sl_state functions.
+ *
+ * Layering: the runtime creates one keyed backend per keyed operator subtask and one
+ * operator state store per operator subtask, sets the current key before each call into
+ * user code, and calls sl__state_end_call() after it. User code reaches state only through
+ * sl_state handles (sluice.h). Values are stored in the serialized row format (core/row.h);
+ * rows read from state point into state memory until the next write.
+ *
+ * The backend interface (sl__keyed_backend_ops) is what every backend implements: heap now,
+ * RocksDB next. Addressing is by (state id, key group, key bytes, namespace bytes, user key
+ * bytes). Snapshots are written per key group in a canonical, backend-independent form so a
+ * checkpoint taken on one backend restores on another and at another parallelism.
+ *
+ * Threads: a backend, its handles and an operator state store belong to one subtask thread.
+ */
+#ifndef SL_STATE_STATE_H
+#define SL_STATE_STATE_H
+
+#include "core/row.h"
+#include "sluice.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A growable byte buffer (used for snapshots). */
+typedef struct sl__buf {
+    uint8_t *data;
+    size_t len, cap;
+} sl__buf;
+int sl__buf_reserve(sl__buf *b, size_t extra); /* 0 or SL_ENOMEM */
+int sl__buf_append(sl__buf *b, const void *p, size_t n);
+void sl__buf_free(sl__buf *b);
+
+typedef struct sl__keyed_backend sl__keyed_backend;
+
+/* A current key: serialized key row bytes and its hash (sl__hash of the bytes). */
+typedef struct sl__key {
+    const uint8_t *bytes;
+    size_t len;
+    uint64_t hash;
+    int key_group;
+} sl__key;
+
+/* ---- Keyed backend ---------------------------------------------------------------- */
+
+/* Creates the heap backend for key groups [kg_start, kg_end) of max_parallelism. NULL on
+ * out of memory. key_schema describes the key bytes (for sl_ctx_current_key). */
+sl__keyed_backend *sl__heap_backend_create(int max_parallelism, int kg_start, int kg_end,
+                                           const sl__schema *key_schema);
+void sl__keyed_backend_destroy(sl__keyed_backend *be);
+
+/* Sets the key that state handles of this backend are scoped to until the next call. The
+ * bytes are borrowed until then. key->key_group must be in the backend's range. */
+void sl__keyed_backend_set_key(sl__keyed_backend *be, const sl__key *key);
+const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be);
+
+/* Registers a keyed state (see sl_keyed_state in sluice.h). ctx is passed to reduce and
+ * aggregate callbacks and used for sl_fail() messages. Returns NULL after sl_fail(). */
+sl_state *sl__keyed_backend_state(sl__keyed_backend *be, sl_ctx *ctx, const sl_state_desc *d);
+
+/* Calls fn for every (key, state has a value) of state st in key group order; the key
+ * bytes are valid during the call. fn may call sl__keyed_backend_set_key and read st.
+ * Writing to st during the walk is not allowed. Returns 0 or the first non-zero from fn. */
+int sl__keyed_backend_for_each_key(sl__keyed_backend *be, sl_state *st,
+                                   int (*fn)(void *arg, const sl__key *key), void *arg);
+
+/* Number of entries (keys x namespaces) held for all states; for tests and metrics. */
+size_t sl__keyed_backend_size(const sl__keyed_backend *be);
+
+/* Canonical snapshot of one key group, appended to out: every registered state's entries of
+ * that key group, as
+ *   varint nstates, then per state: name (varint len + bytes), kind byte, varint nentries,
+ *   then per entry: key, namespace, payload (each varint len + bytes) where payload is the
+ *   serialized value (VALUE/REDUCING/AGGREGATING), the list elements (varint count, then
+ *   each varint len + row) or the map (varint count, then per pair ukey and value, each
+ *   varint len + bytes).
+ * Returns 0 or SL_ENOMEM. */
+int sl__keyed_backend_snapshot_kg(sl__keyed_backend *be, int key_group, sl__buf *out);
+/* Loads one key group's section written by snapshot_kg into this backend. States not yet
+ * registered are kept by name and attached when registered (with kind checked then).
+ * Returns 0, SL_EFORMAT with a message in err when the bytes are malformed, or SL_ENOMEM. */
+int sl__keyed_backend_restore_kg(sl__keyed_backend *be, int key_group, const uint8_t *p,
+                                 size_t len, char *err, size_t cap);
+
+/* ---- Operator state -------------------------------------------------------------------*/
+
+typedef struct sl__operator_store sl__operator_store;
+
+sl__operator_store *sl__operator_store_create(void);
+void sl__operator_store_destroy(sl__operator_store *os);
+
+/* Registers (or returns) list state name; see sl_operator_list_state. */
+sl_state *sl__operator_list_state(sl__operator_store *os, sl_ctx *ctx, const char *name,
+                                  const char *schema, sl_redistribution mode);
+/* Registers broadcast state (a map key_schema -> value_schema) and returns it, or returns
+ * the one registered under name. */
+sl_state *sl__operator_broadcast_state(sl__operator_store *os, sl_ctx *ctx, const char *name,
+                                       const char *key_schema, const char *value_schema);
+/* Finds registered state by name; NULL if none. */
+sl_state *sl__operator_store_find(sl__operator_store *os, const char *name);
+/* Makes writes through st fail with SL_EPERM (broadcast state on the element side). */
+void sl__state_set_readonly(sl_state *st, bool readonly);
+
+/* Snapshot of operator state: every list state's elements (varint len + row each) by name
+ * and mode, and every broadcast state's pairs. Format:
+ *   varint nstates, then per state: name, kind byte (LIST or MAP), mode byte, varint count,
+ *   then elements (varint len + bytes) or pairs (key then value, varint len + bytes). */
+int sl__operator_store_snapshot(sl__operator_store *os, sl__buf *out);
+
+/* Redistribution on restore: given the snapshots of the old_p subtasks of one operator,
+ * builds the state of new subtask new_index of new_p into os: SPLIT_EVEN list states
+ * concatenate all old lists in subtask order and hand contiguous, nearly equal ranges to
+ * the new subtasks (the first ones get one more when it does not divide); UNION list states
+ * give every new subtask all elements; broadcast states are taken from old subtask 0
+ * (they are equal on every subtask). Returns 0, SL_EFORMAT (with err) or SL_ENOMEM. */
+int sl__operator_store_restore(sl__operator_store *os, const sl__buf *old_snapshots,
+                               int old_p, int new_index, int new_p, char *err, size_t cap);
+
+/* ---- Per-call bookkeeping --------------------------------------------------------------*/
+
+/* Called by the runtime after each call into user code: releases open iterators. Either
+ * argument may be NULL. */
+void sl__state_end_call(sl__keyed_backend *be, sl__operator_store *os);
+
+#endif
