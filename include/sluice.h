@@ -40,19 +40,19 @@ extern "C" {
  * ------------------------------------------------------------------------------------- */
 
 /* X(name, value, message). Every code is negative; 0 is success. */
-#define SL_ERRNO_MAP(X)                                                                    \
-    X(EINVAL, -1, "invalid argument")                                                      \
-    X(ENOMEM, -2, "out of memory")                                                         \
-    X(EIO, -3, "input/output error")                                                       \
-    X(ECONFIG, -4, "invalid configuration")                                                \
-    X(ESCHEMA, -5, "schema mismatch")                                                      \
-    X(ECONNECT, -6, "connection failed")                                                   \
-    X(ECANCELED, -7, "job cancelled")                                                      \
-    X(EUSER, -8, "user function failed")                                                   \
-    X(EPERM, -9, "operation not permitted")                                                \
-    X(ESTATE, -10, "state access error")                                                   \
-    X(ENOTFOUND, -11, "not found")                                                         \
-    X(EFORMAT, -12, "malformed input")                                                     \
+#define SL_ERRNO_MAP(X)                                                                            \
+    X(EINVAL, -1, "invalid argument")                                                              \
+    X(ENOMEM, -2, "out of memory")                                                                 \
+    X(EIO, -3, "input/output error")                                                               \
+    X(ECONFIG, -4, "invalid configuration")                                                        \
+    X(ESCHEMA, -5, "schema mismatch")                                                              \
+    X(ECONNECT, -6, "connection failed")                                                           \
+    X(ECANCELED, -7, "job cancelled")                                                              \
+    X(EUSER, -8, "user function failed")                                                           \
+    X(EPERM, -9, "operation not permitted")                                                        \
+    X(ESTATE, -10, "state access error")                                                           \
+    X(ENOTFOUND, -11, "not found")                                                                 \
+    X(EFORMAT, -12, "malformed input")                                                             \
     X(EUNSUPPORTED, -13, "not supported")
 
 typedef enum sl_errno {
@@ -97,13 +97,13 @@ typedef struct sl_value {
     } u;
 } sl_value;
 
-/* Value constructors. SL_STR_LIT takes a string literal and may be used in static
- * initialisers. sl_str() borrows its argument: the bytes must outlive the value's use. */
+/* Value constructors. SL_STR_LIT takes a string literal. sl_str() borrows its argument: the
+ * bytes must outlive the value's use. */
 #define SL_I64(x) ((sl_value){.type = SL_I64, .u.i64 = (x)})
 #define SL_F64(x) ((sl_value){.type = SL_F64, .u.f64 = (x)})
 #define SL_BOOL(x) ((sl_value){.type = SL_BOOL, .u.b = (x)})
 #define SL_NULLV ((sl_value){.type = SL_NULL})
-#define SL_STR_LIT(lit) {.type = SL_STR, .u.s = {.ptr = (lit), .len = sizeof(lit) - 1}}
+#define SL_STR_LIT(lit) ((sl_value){.type = SL_STR, .u.s = {.ptr = (lit), .len = sizeof(lit) - 1}})
 sl_value sl_str(const char *s);
 sl_value sl_strn(const char *s, size_t len);
 sl_value sl_bytes(const void *p, size_t len);
@@ -158,6 +158,11 @@ typedef enum sl_runtime_mode {
 } sl_runtime_mode;
 void sl_env_set_runtime_mode(sl_env *env, sl_runtime_mode mode);
 
+/* Records an error on the environment as a builder error would (the first one wins) and
+ * returns code: a job function reports its own usage errors with
+ * `return sl_env_fail(env, SL_EINVAL, "usage: word_count HOST PORT");`. */
+int sl_env_fail(sl_env *env, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* The first error recorded on the environment (0 if none) and its message ("" if none).
  * The message lives as long as the environment. */
 int sl_env_error_code(const sl_env *env);
@@ -192,8 +197,7 @@ void sl_ctx_set_local(sl_ctx *ctx, void *local);
  * been passed on). Never NULL: aborts on out of memory (hot path). */
 void *sl_ctx_alloc(sl_ctx *ctx, size_t size);
 /* A str value formatted into scratch memory, printf-style. */
-sl_value sl_ctx_printf(sl_ctx *ctx, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+sl_value sl_ctx_printf(sl_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Emits a row downstream: nfields values matching the operator's output schema. Used by
  * sources, flat_map, process and co-process functions. The row is consumed (serialized or
@@ -253,11 +257,11 @@ typedef struct sl_aggregate_fn {
 } sl_aggregate_fn;
 
 typedef struct sl_state_desc {
-    const char *name;         /* unique per operator */
+    const char *name; /* unique per operator */
     sl_state_kind kind;
-    const char *schema;       /* value / element schema, e.g. "i64" or "ip:str,n:i64" */
-    const char *key_schema;   /* MAP only: the user key schema */
-    sl_reduce_cb reduce;      /* REDUCING only */
+    const char *schema;               /* value / element schema, e.g. "i64" or "ip:str,n:i64" */
+    const char *key_schema;           /* MAP only: the user key schema */
+    sl_reduce_cb reduce;              /* REDUCING only */
     const sl_aggregate_fn *aggregate; /* AGGREGATING only */
 } sl_state_desc;
 
@@ -328,12 +332,12 @@ sl_state *sl_broadcast_state(sl_ctx *ctx, const char *name);
  *   notify_checkpoint_complete(ctx, id)  after checkpoint id is complete
  * ------------------------------------------------------------------------------------- */
 
-#define SL_FN_HOOKS                                                                        \
-    int (*open)(sl_ctx * ctx);                                                             \
-    int (*close)(sl_ctx * ctx);                                                            \
-    int (*initialize_state)(sl_ctx * ctx);                                                 \
-    int (*snapshot_state)(sl_ctx * ctx, int64_t checkpoint_id);                            \
-    int (*notify_checkpoint_complete)(sl_ctx * ctx, int64_t checkpoint_id);                \
+#define SL_FN_HOOKS                                                                                \
+    int (*open)(sl_ctx * ctx);                                                                     \
+    int (*close)(sl_ctx * ctx);                                                                    \
+    int (*initialize_state)(sl_ctx * ctx);                                                         \
+    int (*snapshot_state)(sl_ctx * ctx, int64_t checkpoint_id);                                    \
+    int (*notify_checkpoint_complete)(sl_ctx * ctx, int64_t checkpoint_id);                        \
     void *user
 
 typedef struct sl_map_fn {
@@ -425,11 +429,13 @@ sl_stream *sl_from_rows(sl_env *env, const char *schema, const sl_value *vals, s
 /* A bounded parallel source of the numbers from..to inclusive, schema "value:i64"; the
  * range is split evenly across subtasks (Flink's fromSequence). */
 sl_stream *sl_from_sequence(sl_env *env, int64_t from, int64_t to);
-/* A bounded (count >= 0) or unbounded (count < 0) parallel generator: gen(ctx, index, out)
- * fills row number index; subtask i of p generates the indexes congruent to i modulo p. */
-typedef int (*sl_generator_cb)(sl_ctx *ctx, int64_t index, sl_value *out);
-sl_stream *sl_from_generator(sl_env *env, const char *schema, int64_t count,
-                             sl_generator_cb gen, void *user);
+/* A bounded (count >= 0) or unbounded (count < 0) parallel generator: gen(ctx, user, index,
+ * out) fills row number index and returns 0 (or a negative code to fail the job); subtask
+ * i of p generates the indexes congruent to i modulo p, in increasing order. Values the
+ * generator makes up may live in sl_ctx_alloc() memory. */
+typedef int (*sl_generator_cb)(sl_ctx *ctx, void *user, int64_t index, sl_value *out);
+sl_stream *sl_from_generator(sl_env *env, const char *schema, int64_t count, sl_generator_cb gen,
+                             void *user);
 /* Lines of text from a TCP server (Flink's socketTextStream), schema "line:str", parallelism
  * 1. delimiter splits records (NULL: "\n"; a trailing '\r' is dropped with "\n").
  * max_retry: how many times to reconnect, 500 ms apart, when the connection fails or
@@ -442,8 +448,8 @@ sl_stream *sl_socket_text_stream(sl_env *env, const char *host, int port, const 
 sl_stream *sl_read_text_file(sl_env *env, const char *path);
 /* A user-defined source. parallel: runs with the operator's parallelism (else 1);
  * bounded: the source ends by itself (AUTOMATIC mode picks BATCH only if all are). */
-sl_stream *sl_add_source(sl_env *env, const char *name, const char *schema,
-                         const sl_source_fn *fn, bool parallel, bool bounded);
+sl_stream *sl_add_source(sl_env *env, const char *name, const char *schema, const sl_source_fn *fn,
+                         bool parallel, bool bounded);
 
 /* ---------------------------------------------------------------------------------------
  * Transformations. Function structs are copied; their user pointers are borrowed and must
@@ -518,8 +524,11 @@ typedef int (*sl_job_fn)(sl_env *env, int argc, char **argv);
 /* The main() behind SL_JOB; usable directly. */
 int sl_job_main(int argc, char **argv, sl_job_fn job);
 
-#define SL_JOB(fn)                                                                         \
-    int main(int argc, char **argv) { return sl_job_main(argc, argv, (fn)); }
+#define SL_JOB(fn)                                                                                 \
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        return sl_job_main(argc, argv, (fn));                                                      \
+    }
 
 #ifdef __cplusplus
 }

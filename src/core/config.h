@@ -29,13 +29,13 @@ typedef enum sl__config_type {
 } sl__config_type;
 
 typedef struct sl__config_key {
-    const char *name;        /* canonical (Flink 1.x) name */
-    const char *alias;       /* other accepted name (Flink 2.x), or NULL */
+    const char *name;  /* canonical (Flink 1.x) name */
+    const char *alias; /* other accepted name (Flink 2.x), or NULL */
     sl__config_type type;
-    const char *def;         /* default as text, NULL for none */
-    int64_t min, max;        /* INT, DURATION (ms) and MEMORY (bytes) bounds */
-    const char *values;      /* ENUM: "STREAMING|BATCH|AUTOMATIC" */
-    const char *doc;         /* one line for docs/config.md and --help */
+    const char *def;    /* default as text, NULL for none */
+    int64_t min, max;   /* INT, DURATION (ms) and MEMORY (bytes) bounds */
+    const char *values; /* ENUM: "STREAMING|BATCH|AUTOMATIC" */
+    const char *doc;    /* one line for docs/config.md and --help */
 } sl__config_key;
 
 /* The table of known keys, terminated by an entry with name NULL. */

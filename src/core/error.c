@@ -8,8 +8,8 @@ const char *sl_strerror(int code)
     switch (code) {
     case 0:
         return "success";
-#define X(name, value, msg)                                                                \
-    case value:                                                                            \
+#define X(name, value, msg)                                                                        \
+    case value:                                                                                    \
         return msg;
         SL_ERRNO_MAP(X)
 #undef X
@@ -22,8 +22,8 @@ const char *sl_err_name(int code)
     switch (code) {
     case 0:
         return "OK";
-#define X(name, value, msg)                                                                \
-    case value:                                                                            \
+#define X(name, value, msg)                                                                        \
+    case value:                                                                                    \
         return #name;
         SL_ERRNO_MAP(X)
 #undef X

@@ -13,20 +13,20 @@ int sl__log_level(void);
 void sl__log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 _Noreturn void sl__log_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-#define SL_LOG(level, ...)                                                                 \
-    do {                                                                                   \
-        if ((level) <= sl__log_level())                                                    \
-            sl__log_write((level), __VA_ARGS__);                                           \
+#define SL_LOG(level, ...)                                                                         \
+    do {                                                                                           \
+        if ((level) <= sl__log_level())                                                            \
+            sl__log_write((level), __VA_ARGS__);                                                   \
     } while (0)
 #define SL_WARN(...) SL_LOG(SL_LOG_WARN, __VA_ARGS__)
 #define SL_INFO(...) SL_LOG(SL_LOG_INFO, __VA_ARGS__)
 #define SL_DEBUG(...) SL_LOG(SL_LOG_DEBUG, __VA_ARGS__)
 
 /* Always on: invariants that, when broken, mean continuing would corrupt data. */
-#define SL_ASSERT(cond)                                                                    \
-    do {                                                                                   \
-        if (__builtin_expect(!(cond), 0))                                                  \
-            sl__log_fatal("assertion failed: %s at %s:%d", #cond, __FILE__, __LINE__);     \
+#define SL_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (__builtin_expect(!(cond), 0))                                                          \
+            sl__log_fatal("assertion failed: %s at %s:%d", #cond, __FILE__, __LINE__);             \
     } while (0)
 
 #endif

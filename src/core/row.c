@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +16,8 @@ static const struct {
     const char *name;
     sl_type type;
 } type_names[] = {
-    {"i64", SL_I64},     {"f64", SL_F64},    {"bool", SL_BOOL},    {"str", SL_STR},
-    {"bytes", SL_BYTES}, {"int", SL_I64},    {"long", SL_I64},     {"double", SL_F64},
-    {"string", SL_STR},  {"boolean", SL_BOOL},
+    {"i64", SL_I64}, {"f64", SL_F64},  {"bool", SL_BOOL},  {"str", SL_STR},    {"bytes", SL_BYTES},
+    {"int", SL_I64}, {"long", SL_I64}, {"double", SL_F64}, {"string", SL_STR}, {"boolean", SL_BOOL},
 };
 
 const char *sl__type_name(sl_type t)
@@ -376,23 +376,72 @@ int sl__value_cmp(const sl_value *a, const sl_value *b)
     return 0;
 }
 
-/* Java's Double.toString for the common cases: the shortest text that reads back to the
- * same double, with ".0" when integral, and NaN/Infinity spelled as Java does. */
+/* Java's Double.toString: the shortest digits that read back to the same double; plain
+ * decimal with at least one fraction digit when 1e-3 <= |d| < 1e7 ("20.0", "0.001"), else
+ * computerized scientific notation ("1.0E7", "1.5E-5"); NaN and Infinity as Java spells them. */
 static int format_f64(double d, char *buf, size_t cap)
 {
     if (isnan(d))
         return snprintf(buf, cap, "NaN");
     if (isinf(d))
         return snprintf(buf, cap, d < 0 ? "-Infinity" : "Infinity");
+    if (d == 0)
+        return snprintf(buf, cap, signbit(d) ? "-0.0" : "0.0");
     char tmp[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+    int prec = 1;
+    for (; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, d);
         if (strtod(tmp, NULL) == d)
             break;
     }
-    if (!strpbrk(tmp, ".eEn"))
-        strcat(tmp, ".0");
-    return snprintf(buf, cap, "%s", tmp);
+    /* tmp is [-]D[.DDD]e[+-]XX: collect the digits and the exponent */
+    char digits[24];
+    int nd = 0;
+    const char *p = tmp;
+    bool neg = *p == '-';
+    if (neg)
+        p++;
+    for (; *p && *p != 'e'; p++)
+        if (*p >= '0' && *p <= '9')
+            digits[nd++] = *p;
+    int exp = atoi(p + 1);
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
+    char out[64];
+    int o = 0;
+    if (neg)
+        out[o++] = '-';
+    double a = fabs(d);
+    if (a >= 1e-3 && a < 1e7) {
+        if (exp >= 0) {
+            for (int i = 0; i <= exp; i++)
+                out[o++] = i < nd ? digits[i] : '0';
+            out[o++] = '.';
+            if (nd > exp + 1)
+                for (int i = exp + 1; i < nd; i++)
+                    out[o++] = digits[i];
+            else
+                out[o++] = '0';
+        } else {
+            out[o++] = '0';
+            out[o++] = '.';
+            for (int i = 0; i < -exp - 1; i++)
+                out[o++] = '0';
+            for (int i = 0; i < nd; i++)
+                out[o++] = digits[i];
+        }
+        out[o] = 0;
+    } else {
+        out[o++] = digits[0];
+        out[o++] = '.';
+        if (nd > 1)
+            for (int i = 1; i < nd; i++)
+                out[o++] = digits[i];
+        else
+            out[o++] = '0';
+        snprintf(out + o, sizeof out - (size_t)o, "E%d", exp);
+    }
+    return snprintf(buf, cap, "%s", out);
 }
 
 static size_t put(char *buf, size_t cap, size_t at, const char *s, size_t n)

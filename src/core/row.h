@@ -22,7 +22,7 @@ typedef struct sl__schema {
     int n;
     sl_type *types;
     char **names;
-    char *text; /* canonical text, "city:str,value:i64" */
+    char *text;        /* canonical text, "city:str,value:i64" */
     size_t fixed_size; /* serialized size when there are no str/bytes fields, else 0 */
 } sl__schema;
 

@@ -62,7 +62,8 @@ const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be);
 sl_state *sl__keyed_backend_state(sl__keyed_backend *be, sl_ctx *ctx, const sl_state_desc *d);
 
 /* Calls fn for every (key, state has a value) of state st in key group order; the key
- * bytes are valid during the call. fn may call sl__keyed_backend_set_key and read st.
+ * bytes are valid during the call. Only keys with a value in st's current namespace are
+ * visited. fn may call sl__keyed_backend_set_key and read st.
  * Writing to st during the walk is not allowed. Returns 0 or the first non-zero from fn. */
 int sl__keyed_backend_for_each_key(sl__keyed_backend *be, sl_state *st,
                                    int (*fn)(void *arg, const sl__key *key), void *arg);
@@ -77,13 +78,15 @@ size_t sl__keyed_backend_size(const sl__keyed_backend *be);
  *   serialized value (VALUE/REDUCING/AGGREGATING), the list elements (varint count, then
  *   each varint len + row) or the map (varint count, then per pair ukey and value, each
  *   varint len + bytes).
- * Returns 0 or SL_ENOMEM. */
+ * Returns 0 or SL_ENOMEM (SL_EINVAL when key_group is outside the backend's range). */
 int sl__keyed_backend_snapshot_kg(sl__keyed_backend *be, int key_group, sl__buf *out);
 /* Loads one key group's section written by snapshot_kg into this backend. States not yet
  * registered are kept by name and attached when registered (with kind checked then).
- * Returns 0, SL_EFORMAT with a message in err when the bytes are malformed, or SL_ENOMEM. */
-int sl__keyed_backend_restore_kg(sl__keyed_backend *be, int key_group, const uint8_t *p,
-                                 size_t len, char *err, size_t cap);
+ * Returns 0, SL_EFORMAT with a message in err when the bytes are malformed, or SL_ENOMEM.
+ * (SL_EINVAL with err when key_group is outside the backend's range.) SL_EFORMAT leaves the
+ * backend unchanged; after SL_ENOMEM the key group may be partly loaded. */
+int sl__keyed_backend_restore_kg(sl__keyed_backend *be, int key_group, const uint8_t *p, size_t len,
+                                 char *err, size_t cap);
 
 /* ---- Operator state -------------------------------------------------------------------*/
 
@@ -115,9 +118,10 @@ int sl__operator_store_snapshot(sl__operator_store *os, sl__buf *out);
  * concatenate all old lists in subtask order and hand contiguous, nearly equal ranges to
  * the new subtasks (the first ones get one more when it does not divide); UNION list states
  * give every new subtask all elements; broadcast states are taken from old subtask 0
- * (they are equal on every subtask). Returns 0, SL_EFORMAT (with err) or SL_ENOMEM. */
-int sl__operator_store_restore(sl__operator_store *os, const sl__buf *old_snapshots,
-                               int old_p, int new_index, int new_p, char *err, size_t cap);
+ * (they are equal on every subtask). Returns 0, SL_EFORMAT (with err) or SL_ENOMEM.
+ * (SL_EINVAL with err on invalid arguments.) After SL_ENOMEM os may be partly restored. */
+int sl__operator_store_restore(sl__operator_store *os, const sl__buf *old_snapshots, int old_p,
+                               int new_index, int new_p, char *err, size_t cap);
 
 /* ---- Per-call bookkeeping --------------------------------------------------------------*/
 

@@ -19,40 +19,40 @@
 
 #define TEST(name) static void name(void)
 
-#define FAIL_AT(...)                                                                       \
-    do {                                                                                   \
-        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                    \
-        fprintf(stderr, __VA_ARGS__);                                                      \
-        fprintf(stderr, "\n");                                                             \
-        exit(1);                                                                           \
+#define FAIL_AT(...)                                                                               \
+    do {                                                                                           \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                            \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fprintf(stderr, "\n");                                                                     \
+        exit(1);                                                                                   \
     } while (0)
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond))                                                                       \
-            FAIL_AT("CHECK(%s) failed", #cond);                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            FAIL_AT("CHECK(%s) failed", #cond);                                                    \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                                 \
-    do {                                                                                   \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                              \
-        if (va_ != vb_)                                                                    \
-            FAIL_AT("%s == %s failed: %lld != %lld", #a, #b, va_, vb_);                    \
+#define CHECK_EQ_INT(a, b)                                                                         \
+    do {                                                                                           \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                                      \
+        if (va_ != vb_)                                                                            \
+            FAIL_AT("%s == %s failed: %lld != %lld", #a, #b, va_, vb_);                            \
     } while (0)
 
-#define CHECK_EQ_STR(a, b)                                                                 \
-    do {                                                                                   \
-        const char *sa_ = (a), *sb_ = (b);                                                 \
-        if (!sa_ || !sb_ || strcmp(sa_, sb_))                                              \
-            FAIL_AT("%s == %s failed: \"%s\" != \"%s\"", #a, #b, sa_ ? sa_ : "(null)",     \
-                    sb_ ? sb_ : "(null)");                                                 \
+#define CHECK_EQ_STR(a, b)                                                                         \
+    do {                                                                                           \
+        const char *sa_ = (a), *sb_ = (b);                                                         \
+        if (!sa_ || !sb_ || strcmp(sa_, sb_))                                                      \
+            FAIL_AT("%s == %s failed: \"%s\" != \"%s\"", #a, #b, sa_ ? sa_ : "(null)",             \
+                    sb_ ? sb_ : "(null)");                                                         \
     } while (0)
 
-#define CHECK_CONTAINS(hay, needle)                                                        \
-    do {                                                                                   \
-        const char *h_ = (hay), *n_ = (needle);                                            \
-        if (!h_ || !strstr(h_, n_))                                                        \
-            FAIL_AT("\"%s\" does not contain \"%s\"", h_ ? h_ : "(null)", n_);             \
+#define CHECK_CONTAINS(hay, needle)                                                                \
+    do {                                                                                           \
+        const char *h_ = (hay), *n_ = (needle);                                                    \
+        if (!h_ || !strstr(h_, n_))                                                                \
+            FAIL_AT("\"%s\" does not contain \"%s\"", h_ ? h_ : "(null)", n_);                     \
     } while (0)
 
 typedef struct sl_test_case {
@@ -81,8 +81,7 @@ static inline int sl_test_run(int argc, char **argv, const sl_test_case *cases, 
             printf("ok   %s\n", cases[i].name);
             passed++;
         } else {
-            printf("FAIL %s (%s %d)\n", cases[i].name,
-                   WIFSIGNALED(st) ? "signal" : "exit",
+            printf("FAIL %s (%s %d)\n", cases[i].name, WIFSIGNALED(st) ? "signal" : "exit",
                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
             failed++;
         }
@@ -93,20 +92,20 @@ static inline int sl_test_run(int argc, char **argv, const sl_test_case *cases, 
 
 #define SL__TC(fn) {#fn, fn},
 #define SL__TC_LIST(...) SL__TC_EXPAND(__VA_ARGS__)
-#define RUN_TESTS(argc, argv, ...)                                                         \
-    __extension__({                                                                        \
-        static void (*const fns_[])(void) = {__VA_ARGS__};                                 \
-        static const char names_[] = #__VA_ARGS__;                                         \
-        sl_test_case cases_[sizeof fns_ / sizeof fns_[0]];                                 \
-        char nb_[sizeof names_];                                                           \
-        memcpy(nb_, names_, sizeof names_);                                                \
-        char *save_ = NULL, *tok_ = strtok_r(nb_, ", \t\n", &save_);                       \
-        for (size_t i_ = 0; i_ < sizeof fns_ / sizeof fns_[0]; i_++) {                     \
-            cases_[i_].name = tok_;                                                        \
-            cases_[i_].fn = fns_[i_];                                                      \
-            tok_ = strtok_r(NULL, ", \t\n", &save_);                                       \
-        }                                                                                  \
-        sl_test_run((argc), (argv), cases_, (int)(sizeof fns_ / sizeof fns_[0]));          \
+#define RUN_TESTS(argc, argv, ...)                                                                 \
+    __extension__({                                                                                \
+        static void (*const fns_[])(void) = {__VA_ARGS__};                                         \
+        static const char names_[] = #__VA_ARGS__;                                                 \
+        sl_test_case cases_[sizeof fns_ / sizeof fns_[0]];                                         \
+        char nb_[sizeof names_];                                                                   \
+        memcpy(nb_, names_, sizeof names_);                                                        \
+        char *save_ = NULL, *tok_ = strtok_r(nb_, ", \t\n", &save_);                               \
+        for (size_t i_ = 0; i_ < sizeof fns_ / sizeof fns_[0]; i_++) {                             \
+            cases_[i_].name = tok_;                                                                \
+            cases_[i_].fn = fns_[i_];                                                              \
+            tok_ = strtok_r(NULL, ", \t\n", &save_);                                               \
+        }                                                                                          \
+        sl_test_run((argc), (argv), cases_, (int)(sizeof fns_ / sizeof fns_[0]));                  \
     })
 
 #endif

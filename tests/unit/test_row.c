@@ -36,7 +36,7 @@ TEST(row_round_trip)
 {
     char err[256];
     sl__schema *s = sl__schema_parse("a:str,b:i64,c:f64,d:bool,e:bytes,f:str", err, sizeof err);
-    sl_value row[6] = {sl_str("北京"), SL_I64(-7), SL_F64(2.5), SL_BOOL(true),
+    sl_value row[6] = {sl_str("北京"),          SL_I64(-7), SL_F64(2.5), SL_BOOL(true),
                        sl_bytes("\x00\x01", 2), SL_NULLV};
     size_t n = sl__row_size(s, row);
     uint8_t buf[128];
@@ -58,7 +58,7 @@ TEST(row_round_trip)
 
 TEST(format_like_flink)
 {
-    char buf[64];
+    char buf[160];
     sl_value r[2] = {sl_str("北京"), SL_I64(6)};
     sl_row_format(r, 2, buf, sizeof buf);
     CHECK_EQ_STR(buf, "(北京,6)");
@@ -68,6 +68,10 @@ TEST(format_like_flink)
     sl_value f[3] = {SL_F64(1.0), SL_F64(0.1), SL_NULLV};
     sl_row_format(f, 3, buf, sizeof buf);
     CHECK_EQ_STR(buf, "(1.0,0.1,null)");
+    sl_value j[8] = {SL_F64(20.0),   SL_F64(-4.0),       SL_F64(1e7),  SL_F64(0.001),
+                     SL_F64(1.5e-5), SL_F64(123456.789), SL_F64(-0.0), SL_F64(1.0 / 3)};
+    sl_row_format(j, 8, buf, sizeof buf);
+    CHECK_EQ_STR(buf, "(20.0,-4.0,1.0E7,0.001,1.5E-5,123456.789,-0.0,0.3333333333333333)");
     /* truncation keeps the snprintf contract */
     size_t need = sl_row_format(r, 2, buf, 4);
     CHECK_EQ_INT(need, 10);

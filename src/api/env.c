@@ -1,0 +1,378 @@
+/*
+ * env.c - the execution environment: command-line options shared by every job program,
+ * configuration, the first-error rule of the builder, sl_execute and sl_job_main.
+ */
+#include "api/env.h"
+#include "core/alloc.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "runtime/runtime.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct owned {
+    void *p;
+    void (*free_fn)(void *);
+} owned;
+
+struct sl_env {
+    sl__config *config;
+    int code_parallelism; /* 0: not set in code */
+    int code_max_parallelism;
+    bool code_mode_set;
+    sl_runtime_mode code_mode;
+
+    sl__node **nodes;
+    int nnodes;
+    sl_stream *streams;
+    owned *owned;
+    int nowned;
+
+    int err_code;
+    char err[1024];
+    bool executed;
+    bool started; /* the runtime ran: errors after this are job failures */
+    int signal;   /* the signal that cancelled sl_execute, or 0 */
+};
+
+static const char usage_text[] =
+    "Sluice job options (before the job's own arguments, or ended by --):\n"
+    "  -p N               default parallelism (parallelism.default)\n"
+    "  -D key=value       set a configuration key (see docs/config.md); repeatable\n"
+    "  --conf FILE        load a YAML configuration file\n"
+    "  -h, --help         show this help\n";
+
+static int set_err(char *buf, size_t cap, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int set_err(char *buf, size_t cap, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+sl_env *sl_env_create(int argc, char **argv, int *job_argc, char ***job_argv, int *err_out,
+                      char *errbuf, size_t errcap)
+{
+    int dummy_code;
+    if (!err_out)
+        err_out = &dummy_code;
+    *err_out = 0;
+    if (errcap)
+        errbuf[0] = 0;
+    sl_env *env = sl__calloc(1, sizeof *env);
+    if (!env || !(env->config = sl__config_create())) {
+        sl__free(env);
+        *err_out = set_err(errbuf, errcap, SL_ENOMEM, "out of memory creating the environment");
+        return NULL;
+    }
+    int rc = 0;
+    const char *dir = getenv("SLUICE_CONF_DIR");
+    if (dir && *dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/sluice.yaml", dir);
+        rc = sl__config_load_yaml(env->config, path, errbuf, errcap);
+    }
+    int i = 1;
+    while (rc == 0 && i < argc) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--")) {
+            i++;
+            break;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_text, stdout);
+            sl_env_destroy(env);
+            *err_out = 0;
+            return NULL;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "-D") || !strcmp(a, "--conf")) {
+            if (i + 1 >= argc) {
+                rc = set_err(errbuf, errcap, SL_ECONFIG, "option %s needs a value\n%s", a,
+                             usage_text);
+                break;
+            }
+            const char *v = argv[i + 1];
+            if (!strcmp(a, "-p"))
+                rc = sl__config_set(env->config, "parallelism.default", v, errbuf, errcap);
+            else if (!strcmp(a, "-D"))
+                rc = sl__config_set_pair(env->config, v, errbuf, errcap);
+            else
+                rc = sl__config_load_yaml(env->config, v, errbuf, errcap);
+            i += 2;
+        } else if (!strncmp(a, "-D", 2) && a[2]) {
+            rc = sl__config_set_pair(env->config, a + 2, errbuf, errcap);
+            i++;
+        } else if (!strncmp(a, "-p", 2) && a[2]) {
+            rc = sl__config_set(env->config, "parallelism.default", a + 2, errbuf, errcap);
+            i++;
+        } else if (a[0] == '-' && a[1] == '-' && a[2]) {
+            rc = set_err(errbuf, errcap, SL_ECONFIG, "unknown option %s\n%s", a, usage_text);
+        } else {
+            break;
+        }
+    }
+    if (rc < 0) {
+        *err_out = rc;
+        sl_env_destroy(env);
+        return NULL;
+    }
+    if (job_argc && job_argv) {
+        /* the job sees its program name followed by its own arguments */
+        int n = argc - i;
+        argv[i - 1] = argv[0];
+        *job_argc = n + 1;
+        *job_argv = argv + i - 1;
+    }
+    return env;
+}
+
+void sl_env_destroy(sl_env *env)
+{
+    if (!env)
+        return;
+    for (int i = env->nowned - 1; i >= 0; i--)
+        env->owned[i].free_fn(env->owned[i].p);
+    sl__free(env->owned);
+    for (int i = 0; i < env->nnodes; i++) {
+        sl__node *n = env->nodes[i];
+        sl__free(n->name);
+        sl__free(n->uid);
+        sl__schema_destroy(n->schema);
+        sl__free(n->inputs);
+        sl__free(n->bcast.name);
+        sl__free(n->bcast.key_schema);
+        sl__free(n->bcast.value_schema);
+        sl__free(n);
+    }
+    sl__free(env->nodes);
+    sl_stream *s = env->streams;
+    while (s) {
+        sl_stream *next = s->next_alloc;
+        sl__free(s);
+        s = next;
+    }
+    sl__config_destroy(env->config);
+    sl__free(env);
+}
+
+int sl_env_fail(sl_env *env, int code, const char *fmt, ...)
+{
+    if (!env->err_code) {
+        env->err_code = code ? code : SL_EINVAL;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(env->err, sizeof env->err, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+bool sl__env_failed(const sl_env *env)
+{
+    return env->err_code != 0;
+}
+
+const sl__config *sl__env_config(const sl_env *env)
+{
+    return env->config;
+}
+
+void *sl__env_own(sl_env *env, void *p, void (*free_fn)(void *))
+{
+    owned *o = sl__realloc(env->owned, sizeof *o * (size_t)(env->nowned + 1));
+    if (!o) {
+        free_fn(p);
+        sl_env_fail(env, SL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    env->owned = o;
+    o[env->nowned++] = (owned){p, free_fn};
+    return p;
+}
+
+int sl_env_set(sl_env *env, const char *key, const char *value)
+{
+    char err[512];
+    int rc = sl__config_set(env->config, key, value, err, sizeof err);
+    if (rc < 0)
+        sl_env_fail(env, rc, "%s", err);
+    return rc;
+}
+
+int sl_env_get(const sl_env *env, const char *key, char *buf, size_t cap)
+{
+    const char *v = sl__config_get(env->config, key);
+    if (!v)
+        return SL_ENOTFOUND;
+    snprintf(buf, cap, "%s", v);
+    return 0;
+}
+
+void sl_env_set_parallelism(sl_env *env, int parallelism)
+{
+    if (parallelism < 1) {
+        sl_env_fail(env, SL_EINVAL,
+                    "sl_env_set_parallelism: parallelism %d is not accepted; "
+                    "it must be at least 1",
+                    parallelism);
+        return;
+    }
+    env->code_parallelism = parallelism;
+}
+
+void sl_env_set_max_parallelism(sl_env *env, int max_parallelism)
+{
+    if (max_parallelism < 1 || max_parallelism > 32768) {
+        sl_env_fail(env, SL_EINVAL,
+                    "sl_env_set_max_parallelism: %d is not accepted; it must be 1 to 32768",
+                    max_parallelism);
+        return;
+    }
+    env->code_max_parallelism = max_parallelism;
+}
+
+void sl_env_set_runtime_mode(sl_env *env, sl_runtime_mode mode)
+{
+    env->code_mode = mode;
+    env->code_mode_set = true;
+}
+
+int sl_env_error_code(const sl_env *env)
+{
+    return env->err_code;
+}
+
+const char *sl_env_error(const sl_env *env)
+{
+    return env->err;
+}
+
+/* ---- nodes and streams, for the builder ---------------------------------------------- */
+
+sl__node *sl__env_add_node(sl_env *env, sl__node_kind kind, const char *name, sl__schema *schema);
+sl_stream *sl__env_add_stream(sl_env *env, sl__node *node);
+
+sl__node *sl__env_add_node(sl_env *env, sl__node_kind kind, const char *name, sl__schema *schema)
+{
+    sl__node *n = sl__calloc(1, sizeof *n);
+    sl__node **nodes = sl__realloc(env->nodes, sizeof *nodes * (size_t)(env->nnodes + 1));
+    if (!n || !nodes || !(n->name = sl__strdup(name))) {
+        if (nodes)
+            env->nodes = nodes;
+        sl__free(n);
+        sl__schema_destroy(schema);
+        sl_env_fail(env, SL_ENOMEM, "out of memory adding operator '%s'", name);
+        return NULL;
+    }
+    env->nodes = nodes;
+    n->id = env->nnodes;
+    n->kind = kind;
+    n->schema = schema;
+    env->nodes[env->nnodes++] = n;
+    return n;
+}
+
+sl_stream *sl__env_add_stream(sl_env *env, sl__node *node)
+{
+    sl_stream *s = sl__calloc(1, sizeof *s);
+    if (!s) {
+        sl_env_fail(env, SL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->env = env;
+    s->node = node;
+    s->part = SL_PART_FORWARD;
+    s->key.field = -1;
+    s->next_alloc = env->streams;
+    env->streams = s;
+    return s;
+}
+
+/* ---- execution ------------------------------------------------------------------------ */
+
+int sl_execute(sl_env *env, const char *job_name)
+{
+    if (env->err_code)
+        return env->err_code;
+    if (env->executed)
+        return sl_env_fail(env, SL_EINVAL, "sl_execute: this environment has already run a job");
+    env->executed = true;
+    if (env->nnodes == 0)
+        return sl_env_fail(env, SL_EINVAL, "no operators defined: add a source before sl_execute");
+
+    sl__job_graph g = {.nodes = env->nodes,
+                       .nnodes = env->nnodes,
+                       .config = env->config,
+                       .name = job_name ? job_name : "sluice job"};
+    g.max_parallelism = env->code_max_parallelism
+                            ? env->code_max_parallelism
+                            : (int)sl__config_int(env->config, "pipeline.max-parallelism");
+    g.default_parallelism = env->code_parallelism
+                                ? env->code_parallelism
+                                : (int)sl__config_int(env->config, "parallelism.default");
+    sl_runtime_mode mode = SL_STREAMING;
+    if (env->code_mode_set) {
+        mode = env->code_mode;
+    } else {
+        const char *m = sl__config_get(env->config, "execution.runtime-mode");
+        mode = !strcmp(m, "BATCH")       ? SL_BATCH
+               : !strcmp(m, "AUTOMATIC") ? SL_AUTOMATIC
+                                         : SL_STREAMING;
+    }
+    if (mode == SL_AUTOMATIC) {
+        mode = SL_BATCH;
+        for (int i = 0; i < env->nnodes; i++)
+            if (env->nodes[i]->kind == SL_NODE_SOURCE && !env->nodes[i]->bounded)
+                mode = SL_STREAMING;
+    }
+    if (mode == SL_BATCH) {
+        for (int i = 0; i < env->nnodes; i++)
+            if (env->nodes[i]->kind == SL_NODE_SOURCE && !env->nodes[i]->bounded)
+                return sl_env_fail(env, SL_ECONFIG,
+                                   "execution.runtime-mode is BATCH but source '%s' is unbounded; "
+                                   "use STREAMING or AUTOMATIC",
+                                   env->nodes[i]->name);
+    }
+    g.mode = mode;
+    int sig = 0;
+    env->started = true;
+    int rc = sl__runtime_run(&g, env->err, sizeof env->err, &sig);
+    env->signal = sig;
+    if (rc)
+        env->err_code = rc;
+    return rc;
+}
+
+int sl_job_main(int argc, char **argv, sl_job_fn job)
+{
+    char err[1024];
+    int code = 0, jargc = 0;
+    char **jargv = NULL;
+    const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    sl_env *env = sl_env_create(argc, argv, &jargc, &jargv, &code, err, sizeof err);
+    if (!env) {
+        if (code == 0)
+            return 0;
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return 2;
+    }
+    int rc = job(env, jargc, jargv);
+    if (rc == 0 && env->err_code)
+        rc = env->err_code;
+    int exit_code = 0;
+    if (rc == SL_ECANCELED) {
+        fprintf(stderr, "%s: %s\n", prog, env->err[0] ? env->err : "job cancelled");
+        exit_code = env->signal ? 128 + env->signal : 1;
+    } else if (rc) {
+        fprintf(stderr, "%s: %s\n", prog, env->err[0] ? env->err : sl_strerror(rc));
+        exit_code =
+            (rc == SL_ECONFIG || rc == SL_ESCHEMA || rc == SL_EINVAL) && !env->started ? 2 : 1;
+    }
+    sl_env_destroy(env);
+    return exit_code;
+}

@@ -1,0 +1,18 @@
+/*
+ * env.h - internals of the environment shared by the builder (src/api) and the connectors
+ * (src/connectors), which are written on the public API plus these few helpers.
+ */
+#ifndef SL_API_ENV_H
+#define SL_API_ENV_H
+
+#include "api/graph.h"
+#include "sluice.h"
+
+/* Hands p to the environment, which calls free_fn(p) when it is destroyed. Returns p; on
+ * out of memory frees p at once, records SL_ENOMEM and returns NULL. */
+void *sl__env_own(sl_env *env, void *p, void (*free_fn)(void *));
+/* True when a builder error is recorded (builder calls then do nothing). */
+bool sl__env_failed(const sl_env *env);
+const sl__config *sl__env_config(const sl_env *env);
+
+#endif

@@ -1,0 +1,562 @@
+/*
+ * ops.c - operator instances: what each kind of node does with a row, the runtime context
+ * functions of sluice.h (sl_emit, sl_fail, state registration, ...) and the record writers
+ * that partition and serialize rows into channels.
+ *
+ * Hot path per record: deserialize (runtime.c), compute the key when keyed (hash of the
+ * serialized key row), set the backend's current key, call the user function, emit:
+ * a chained operator is a direct call, a network output serializes into the channel's
+ * current buffer. No allocation and no lock per record.
+ */
+#include "core/alloc.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "runtime/task.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- failures ---------------------------------------------------------------------- */
+
+static bool job_cancelled(const sl_ctx *ctx)
+{
+    return atomic_load_explicit(&ctx->task->job->cancelled, memory_order_relaxed);
+}
+
+int sl_fail(sl_ctx *ctx, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!ctx->task->failed) {
+        ctx->task->failed = true;
+        sl__job_fail(ctx->task->job, SL_EUSER, "operator '%s' (subtask %d/%d) failed: %s",
+                     ctx->node->name, ctx->subtask + 1, ctx->parallelism, msg);
+    }
+    return SL_EUSER;
+}
+
+int sl__op_failed(sl_ctx *ctx, const char *callback, int rc)
+{
+    if (rc == SL_ECANCELED && job_cancelled(ctx))
+        return rc;
+    if (!ctx->task->failed && !job_cancelled(ctx)) {
+        ctx->task->failed = true;
+        sl__job_fail(ctx->task->job, rc,
+                     "operator '%s' (subtask %d/%d) failed: %s returned %d (%s)", ctx->node->name,
+                     ctx->subtask + 1, ctx->parallelism, callback, rc, sl_strerror(rc));
+    }
+    return rc;
+}
+
+/* ---- keys -------------------------------------------------------------------------- */
+
+int sl__keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row, sl__key *out,
+                   int max_parallelism)
+{
+    const sl__key_spec *spec = k->spec;
+    if (!k->vals)
+        k->vals = sl__xcalloc((size_t)spec->schema->n, sizeof *k->vals);
+    if (spec->field >= 0) {
+        k->vals[0] = row[spec->field];
+    } else {
+        for (int i = 0; i < spec->schema->n; i++)
+            k->vals[i] = SL_NULLV;
+        int rc = spec->fn.key(key_ctx, row, k->vals);
+        if (rc < 0)
+            return sl__op_failed(key_ctx, "key selector", rc);
+        int bad = sl__row_check(spec->schema, k->vals);
+        if (bad >= 0)
+            return sl_fail(key_ctx,
+                           "key selector returned field %d as %s; the key schema \"%s\" says %s",
+                           bad, sl__type_name(k->vals[bad].type), spec->schema->text,
+                           sl__type_name(spec->schema->types[bad]));
+    }
+    size_t n = sl__row_size(spec->schema, k->vals);
+    if (n > k->cap) {
+        k->cap = n < 64 ? 64 : n * 2;
+        k->buf = sl__xrealloc(k->buf, k->cap);
+    }
+    sl__row_write(spec->schema, k->vals, k->buf);
+    out->bytes = k->buf;
+    out->len = n;
+    out->hash = sl__hash(k->buf, n);
+    out->key_group = sl__key_group(out->hash, max_parallelism);
+    return 0;
+}
+
+/* ---- writers ----------------------------------------------------------------------- */
+
+static int write_to(sl__writer *w, sl__channel *ch, const sl_value *row, size_t n, sl__task *t)
+{
+    sl__buffer *b = sl__channel_reserve(ch, n);
+    if (!b)
+        return SL_ECANCELED;
+    sl__row_write(w->schema, row, b->data + b->len);
+    b->len += n;
+    t->dirty = true;
+    return 0;
+}
+
+static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
+{
+    size_t n = sl__row_size(w->schema, row);
+    switch (w->part) {
+    case SL_PART_FORWARD:
+        return write_to(w, w->chans[from->subtask], row, n, from->task);
+    case SL_PART_REBALANCE: {
+        sl__channel *ch = w->chans[w->rr];
+        if (++w->rr == w->nchans)
+            w->rr = 0;
+        return write_to(w, ch, row, n, from->task);
+    }
+    case SL_PART_HASH: {
+        sl__key key;
+        int rc = sl__keyer_make(&w->keyer, w->key_ctx ? w->key_ctx : from, row, &key,
+                                w->max_parallelism);
+        if (rc < 0)
+            return rc;
+        int target = sl__key_group_owner(key.key_group, w->nchans, w->max_parallelism);
+        return write_to(w, w->chans[target], row, n, from->task);
+    }
+    case SL_PART_BROADCAST:
+        for (int i = 0; i < w->nchans; i++) {
+            int rc = write_to(w, w->chans[i], row, n, from->task);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    return SL_EINVAL;
+}
+
+/* ---- emitting ---------------------------------------------------------------------- */
+
+int sl_emit(sl_ctx *ctx, const sl_value *row)
+{
+    const sl__schema *s = ctx->node->schema;
+    int bad = sl__row_check(s, row);
+    if (bad >= 0)
+        return sl_fail(ctx, "emitted field %d (%s) as %s; the operator's schema \"%s\" says %s",
+                       bad, s->names[bad], sl__type_name(row[bad].type), s->text,
+                       sl__type_name(s->types[bad]));
+    for (int i = 0; i < ctx->nouts; i++) {
+        const sl__output *o = &ctx->outs[i];
+        int rc = o->next ? sl__op_process(o->next, o->input, row) : writer_write(o->w, ctx, row);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- operator lifecycle and processing ---------------------------------------------- */
+
+static int call_hook(sl_ctx *ctx, int (*hook)(sl_ctx *), const char *name)
+{
+    if (!hook)
+        return 0;
+    int rc = hook(ctx);
+    return rc < 0 ? sl__op_failed(ctx, name, rc) : 0;
+}
+
+static sl_ctx *side_ctx(sl_ctx *owner, void *user)
+{
+    sl_ctx *c = sl__xcalloc(1, sizeof *c);
+    c->task = owner->task;
+    c->node = owner->node;
+    c->subtask = owner->subtask;
+    c->parallelism = owner->parallelism;
+    c->user = user;
+    return c;
+}
+
+int sl__op_open(sl_ctx *ctx)
+{
+    const sl__node *n = ctx->node;
+    const sl__job_graph *g = ctx->task->job->g;
+    ctx->os = sl__operator_store_create();
+    if (!ctx->os)
+        return sl_fail(ctx, "out of memory creating operator state");
+    if (n->keyed) {
+        const sl__key_spec *spec = &n->inputs[0].key;
+        int start = sl__key_group_start(ctx->subtask, ctx->parallelism, g->max_parallelism);
+        int end = sl__key_group_start(ctx->subtask + 1, ctx->parallelism, g->max_parallelism);
+        ctx->kb = sl__heap_backend_create(g->max_parallelism, start, end, spec->schema);
+        if (!ctx->kb)
+            return sl_fail(ctx, "out of memory creating the keyed state backend");
+        ctx->keyer.spec = spec;
+        if (spec->field < 0)
+            ctx->key_ctx = side_ctx(ctx, spec->fn.user);
+    }
+    ctx->out_row = sl__xcalloc((size_t)(2 * n->schema->n + 1), sizeof(sl_value));
+    if (n->kind == SL_NODE_AGG || n->kind == SL_NODE_REDUCE) {
+        sl_state_desc d = {.name = "_aggregate", .kind = SL_STATE_VALUE, .schema = n->schema->text};
+        ctx->agg_state = sl_keyed_state(ctx, &d);
+        if (!ctx->agg_state)
+            return SL_ESTATE;
+    }
+    if (n->kind == SL_NODE_BROADCAST_CONNECT) {
+        sl_state *st = sl__operator_broadcast_state(ctx->os, ctx, n->bcast.name,
+                                                    n->bcast.key_schema, n->bcast.value_schema);
+        if (!st)
+            return SL_ESTATE;
+        ctx->bcast = sl__xcalloc(1, sizeof *ctx->bcast);
+        ctx->bcast[0] = st;
+        ctx->nbcast = 1;
+    }
+    int rc = call_hook(ctx, n->fn.hooks.initialize_state, "initialize_state");
+    if (rc == 0)
+        rc = call_hook(ctx, n->fn.hooks.open, "open");
+    ctx->opened = rc == 0;
+    return rc;
+}
+
+static bool is_batch(const sl_ctx *ctx)
+{
+    return ctx->task->job->g->mode == SL_BATCH;
+}
+
+/* Emits the current value of the aggregate state (re-read, since a write may have moved
+ * variable-length fields). */
+static int emit_state(sl_ctx *ctx)
+{
+    sl_value *row = ctx->out_row;
+    int found = sl_value_get(ctx->agg_state, row);
+    if (found <= 0)
+        return found;
+    return sl_emit(ctx, row);
+}
+
+static bool better(sl__agg_kind k, const sl_value *candidate, const sl_value *current)
+{
+    if (candidate->type == SL_NULL)
+        return false;
+    if (current->type == SL_NULL)
+        return true;
+    int c = sl__value_cmp(candidate, current);
+    return (k == SL_AGG_MIN || k == SL_AGG_MIN_BY) ? c < 0 : c > 0;
+}
+
+static int aggregate(sl_ctx *ctx, const sl_value *row)
+{
+    const sl__node *n = ctx->node;
+    const sl__schema *s = n->schema;
+    sl_value *cur = ctx->out_row;
+    int f = n->agg_field;
+    int found = sl_value_get(ctx->agg_state, cur);
+    if (found < 0)
+        return found;
+    int rc = 0;
+    bool changed = true;
+    if (!found) {
+        rc = sl_value_update(ctx->agg_state, row);
+    } else {
+        switch (n->agg) {
+        case SL_AGG_SUM:
+            if (row[f].type == SL_NULL) {
+                changed = false;
+            } else if (cur[f].type == SL_NULL) {
+                cur[f] = row[f];
+            } else if (s->types[f] == SL_I64) {
+                cur[f].u.i64 = (int64_t)((uint64_t)cur[f].u.i64 + (uint64_t)row[f].u.i64);
+            } else {
+                cur[f].u.f64 += row[f].u.f64;
+            }
+            if (changed)
+                rc = sl_value_update(ctx->agg_state, cur);
+            break;
+        case SL_AGG_MIN:
+        case SL_AGG_MAX:
+            changed = better(n->agg, &row[f], &cur[f]);
+            if (changed) {
+                cur[f] = row[f];
+                rc = sl_value_update(ctx->agg_state, cur);
+            }
+            break;
+        case SL_AGG_MIN_BY:
+        case SL_AGG_MAX_BY:
+            changed = better(n->agg, &row[f], &cur[f]);
+            if (changed)
+                rc = sl_value_update(ctx->agg_state, row);
+            break;
+        }
+    }
+    if (rc < 0 || is_batch(ctx))
+        return rc;
+    if (s->fixed_size && found && changed && n->agg != SL_AGG_MIN_BY && n->agg != SL_AGG_MAX_BY)
+        return sl_emit(ctx, cur);
+    return emit_state(ctx);
+}
+
+static int reduce(sl_ctx *ctx, const sl_value *row)
+{
+    const sl__node *n = ctx->node;
+    sl_value *cur = ctx->out_row;
+    sl_value *out = ctx->out_row + n->schema->n;
+    int found = sl_value_get(ctx->agg_state, cur);
+    if (found < 0)
+        return found;
+    int rc;
+    if (!found) {
+        rc = sl_value_update(ctx->agg_state, row);
+    } else {
+        for (int i = 0; i < n->schema->n; i++)
+            out[i] = SL_NULLV;
+        rc = n->fn.reduce.reduce(ctx, cur, row, out);
+        if (rc < 0)
+            return sl__op_failed(ctx, "reduce", rc);
+        int bad = sl__row_check(n->schema, out);
+        if (bad >= 0)
+            return sl_fail(ctx, "reduce returned field %d as %s; the schema \"%s\" says %s", bad,
+                           sl__type_name(out[bad].type), n->schema->text,
+                           sl__type_name(n->schema->types[bad]));
+        rc = sl_value_update(ctx->agg_state, out);
+    }
+    if (rc < 0 || is_batch(ctx))
+        return rc;
+    return emit_state(ctx);
+}
+
+int sl__op_process(sl_ctx *ctx, int input, const sl_value *row)
+{
+    const sl__node *n = ctx->node;
+    int rc;
+    if (ctx->kb && input == 0) {
+        sl__key key;
+        rc = sl__keyer_make(&ctx->keyer, ctx->key_ctx ? ctx->key_ctx : ctx, row, &key,
+                            ctx->task->job->g->max_parallelism);
+        if (rc < 0)
+            return rc;
+        sl__keyed_backend_set_key(ctx->kb, &key);
+    }
+    switch (n->kind) {
+    case SL_NODE_MAP: {
+        sl_value *out = ctx->out_row;
+        for (int i = 0; i < n->schema->n; i++)
+            out[i] = SL_NULLV;
+        rc = n->fn.map.map(ctx, row, out);
+        if (rc < 0) {
+            rc = sl__op_failed(ctx, "map", rc);
+            break;
+        }
+        rc = sl_emit(ctx, out);
+        break;
+    }
+    case SL_NODE_FLAT_MAP:
+        rc = n->fn.flat_map.flat_map(ctx, row);
+        if (rc < 0)
+            rc = sl__op_failed(ctx, "flat_map", rc);
+        break;
+    case SL_NODE_FILTER:
+        rc = n->fn.filter.filter(ctx, row);
+        if (rc < 0)
+            rc = sl__op_failed(ctx, "filter", rc);
+        else if (rc > 0)
+            rc = sl_emit(ctx, row);
+        break;
+    case SL_NODE_PROCESS:
+        rc = n->fn.process.process(ctx, row);
+        if (rc < 0)
+            rc = sl__op_failed(ctx, "process", rc);
+        break;
+    case SL_NODE_REDUCE:
+        rc = reduce(ctx, row);
+        break;
+    case SL_NODE_AGG:
+        rc = aggregate(ctx, row);
+        break;
+    case SL_NODE_UNION:
+        rc = sl_emit(ctx, row);
+        break;
+    case SL_NODE_BROADCAST_CONNECT:
+        for (int i = 0; i < ctx->nbcast; i++)
+            sl__state_set_readonly(ctx->bcast[i], input == 0);
+        if (input == 0)
+            rc = n->fn.bcast.process_element(ctx, row);
+        else
+            rc = n->fn.bcast.process_broadcast(ctx, row);
+        if (rc < 0)
+            rc = sl__op_failed(ctx, input == 0 ? "process_element" : "process_broadcast", rc);
+        break;
+    case SL_NODE_SINK:
+        rc = n->fn.sink.invoke(ctx, row);
+        if (rc < 0)
+            rc = sl__op_failed(ctx, "invoke", rc);
+        break;
+    default:
+        rc = SL_EINVAL;
+        break;
+    }
+    sl__state_end_call(ctx->kb, ctx->os);
+    return rc;
+}
+
+static int emit_final(void *arg, const sl__key *key)
+{
+    sl_ctx *ctx = arg;
+    sl__keyed_backend_set_key(ctx->kb, key);
+    return emit_state(ctx);
+}
+
+int sl__op_end_input(sl_ctx *ctx)
+{
+    const sl__node *n = ctx->node;
+    int rc = 0;
+    if ((n->kind == SL_NODE_AGG || n->kind == SL_NODE_REDUCE) && is_batch(ctx))
+        rc = sl__keyed_backend_for_each_key(ctx->kb, ctx->agg_state, emit_final, ctx);
+    else if (n->kind == SL_NODE_PROCESS && n->fn.process.end_input) {
+        rc = n->fn.process.end_input(ctx);
+        if (rc < 0)
+            rc = sl__op_failed(ctx, "end_input", rc);
+    }
+    ctx->ended = true;
+    return rc;
+}
+
+void sl__op_close(sl_ctx *ctx)
+{
+    if (!ctx->opened)
+        return;
+    ctx->opened = false;
+    call_hook(ctx, ctx->node->fn.hooks.close, "close");
+    sl__state_end_call(ctx->kb, ctx->os);
+}
+
+/* ---- the runtime context of sluice.h ------------------------------------------------ */
+
+int sl_ctx_subtask(const sl_ctx *ctx)
+{
+    return ctx->subtask;
+}
+
+int sl_ctx_parallelism(const sl_ctx *ctx)
+{
+    return ctx->parallelism;
+}
+
+int sl_ctx_max_parallelism(const sl_ctx *ctx)
+{
+    return ctx->task->job->g->max_parallelism;
+}
+
+int sl_ctx_attempt(const sl_ctx *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+const char *sl_ctx_operator(const sl_ctx *ctx)
+{
+    return ctx->node->name;
+}
+
+void *sl_ctx_user(const sl_ctx *ctx)
+{
+    return ctx->user;
+}
+
+void *sl_ctx_local(const sl_ctx *ctx)
+{
+    return ctx->local;
+}
+
+void sl_ctx_set_local(sl_ctx *ctx, void *local)
+{
+    ctx->local = local;
+}
+
+void *sl_ctx_alloc(sl_ctx *ctx, size_t size)
+{
+    return sl__arena_alloc(&ctx->task->arena, size);
+}
+
+sl_value sl_ctx_printf(sl_ctx *ctx, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    char *p = sl_ctx_alloc(ctx, (size_t)n + 1);
+    if ((size_t)n < sizeof small) {
+        memcpy(p, small, (size_t)n + 1);
+    } else {
+        va_start(ap, fmt);
+        vsnprintf(p, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    return sl_strn(p, (size_t)n);
+}
+
+bool sl_ctx_cancelled(const sl_ctx *ctx)
+{
+    return job_cancelled(ctx);
+}
+
+int sl_ctx_sleep_ms(sl_ctx *ctx, int64_t ms)
+{
+    sl__task_flush(ctx->task);
+    int64_t deadline = sl__now_ns() + ms * 1000000;
+    for (;;) {
+        if (job_cancelled(ctx))
+            return SL_ECANCELED;
+        int64_t left = deadline - sl__now_ns();
+        if (left <= 0)
+            return 0;
+        if (left > 20000000)
+            left = 20000000;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = left};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int sl_ctx_current_key(sl_ctx *ctx, const sl_value **key)
+{
+    if (!ctx->kb)
+        return SL_EINVAL;
+    const sl__key *k = sl__keyed_backend_current_key(ctx->kb);
+    const sl__schema *s = ctx->keyer.spec->schema;
+    if (!ctx->key_view)
+        ctx->key_view = sl__xcalloc((size_t)s->n, sizeof *ctx->key_view);
+    if (!k || !sl__row_read(s, k->bytes, k->bytes + k->len, ctx->key_view))
+        return SL_EINVAL;
+    *key = ctx->key_view;
+    return s->n;
+}
+
+sl_state *sl_keyed_state(sl_ctx *ctx, const sl_state_desc *desc)
+{
+    if (!ctx->kb) {
+        sl_fail(ctx,
+                "keyed state \"%s\" needs a keyed stream: declare it in a function applied "
+                "after sl_key_by (or use sl_operator_list_state)",
+                desc && desc->name ? desc->name : "?");
+        return NULL;
+    }
+    return sl__keyed_backend_state(ctx->kb, ctx, desc);
+}
+
+sl_state *sl_operator_list_state(sl_ctx *ctx, const char *name, const char *schema,
+                                 sl_redistribution mode)
+{
+    return sl__operator_list_state(ctx->os, ctx, name, schema, mode);
+}
+
+sl_state *sl_broadcast_state(sl_ctx *ctx, const char *name)
+{
+    sl_state *st = ctx->os ? sl__operator_store_find(ctx->os, name) : NULL;
+    if (!st || ctx->node->kind != SL_NODE_BROADCAST_CONNECT) {
+        sl_fail(ctx,
+                "no broadcast state \"%s\" here: broadcast state is declared with "
+                "sl_broadcast() and read in sl_connect_broadcast() functions",
+                name ? name : "?");
+        return NULL;
+    }
+    return st;
+}

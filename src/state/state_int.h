@@ -1,0 +1,347 @@
+/*
+ * state_int.h - private to src/state: the sl_state handle, iterators and their pool, the
+ * storage operations a state handle dispatches to, the keyed backend base that every
+ * backend embeds, and the shared building blocks of the heap backend and the operator
+ * store (a slab allocator, entry blobs, an open-addressing table of entries, byte vectors).
+ *
+ * Layering inside the module: state.c implements sluice.h's state functions once, on top
+ * of sl__state_ops (byte-level get/put/append/remove for the state's current scope);
+ * heap/heap_backend.c implements those operations for keyed state scoped to (key group, key,
+ * namespace) and the backend operations (snapshot, restore, ...); operator_state.c
+ * implements them for unscoped operator list and broadcast state. table.c holds the pieces
+ * both use. Nothing outside src/state includes this header (unit tests may).
+ *
+ * Threads: everything here belongs to one subtask thread.
+ */
+#ifndef SL_STATE_STATE_INT_H
+#define SL_STATE_STATE_INT_H
+
+#include "state/state.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Bounded reading of untrusted bytes (snapshots) ------------------------------------ */
+
+typedef struct sl__rd {
+    const uint8_t *p, *end;
+} sl__rd;
+
+static inline bool sl__rd_varint(sl__rd *r, uint64_t *v)
+{
+    const uint8_t *q = sl__varint_read(r->p, r->end, v);
+    if (!q)
+        return false;
+    r->p = q;
+    return true;
+}
+
+static inline bool sl__rd_byte(sl__rd *r, uint8_t *b)
+{
+    if (r->p >= r->end)
+        return false;
+    *b = *r->p++;
+    return true;
+}
+
+/* Reads varint length + bytes; false when the length runs past the end. */
+static inline bool sl__rd_bytes(sl__rd *r, const uint8_t **p, size_t *n)
+{
+    uint64_t len;
+    if (!sl__rd_varint(r, &len) || len > (uint64_t)(r->end - r->p))
+        return false;
+    *p = r->p;
+    *n = (size_t)len;
+    r->p += len;
+    return true;
+}
+
+/* Validation of serialized rows against a schema (state.c). sl__row_valid: [p, p+n) is
+ * exactly one row of s. sl__elems_valid: [p, p+n) is exactly count elements, each varint
+ * length + one row of s (s NULL: only the framing is checked). sl__pairs_valid: exactly
+ * count pairs, each varint length + key row then varint length + value row (NULL schemas:
+ * framing only). */
+bool sl__row_valid(const sl__schema *s, const uint8_t *p, size_t n);
+bool sl__elems_valid(const sl__schema *s, const uint8_t *p, size_t n, uint64_t count);
+bool sl__pairs_valid(const sl__schema *ks, const sl__schema *vs, const uint8_t *p, size_t n,
+                     uint64_t count);
+
+/* Upper-case kind name ("VALUE"); "?" for anything else. */
+const char *sl__state_kind_name(int kind);
+
+/* ---- Slab allocator (table.c) ------------------------------------------------------------
+ *
+ * Entry blobs are small and numerous; malloc would add 8 bytes of header and round to 16
+ * per entry. The slab hands out blocks in multiples of 8 bytes carved from 64 KiB pages,
+ * with one free list per size; blocks above SL__SLAB_MAX come from the allocator directly.
+ * Freeing needs the block's size (the caller recomputes it from the blob header). Pages are
+ * returned only by sl__slab_close. Under AddressSanitizer free blocks are poisoned. */
+
+#define SL__SLAB_GRAIN 8
+#define SL__SLAB_MAX 256
+#define SL__SLAB_PAGE 65536
+
+typedef struct sl__slab {
+    void *free[SL__SLAB_MAX / SL__SLAB_GRAIN + 1]; /* by size / GRAIN */
+    uint8_t *cur;                                  /* bump pointer in the newest page */
+    size_t left;                                   /* bytes left there */
+    void *pages;                                   /* linked through each page's first word */
+} sl__slab;
+
+void sl__slab_init(sl__slab *s);
+/* A block of n bytes (8-aligned). may_fail: NULL on out of memory; else aborts. */
+void *sl__slab_alloc(sl__slab *s, size_t n, bool may_fail);
+/* Returns a block obtained with the same n. */
+void sl__slab_free(sl__slab *s, void *p, size_t n);
+/* Frees every page. Large blocks must have been freed already. */
+void sl__slab_close(sl__slab *s);
+
+/* ---- Entry blobs (table.c) ---------------------------------------------------------------
+ *
+ * An entry is one slab block:
+ *   u64 hash | varint alen | varint blen | varint vlen | a bytes | b bytes | v bytes
+ * padded to a multiple of 8. (a, b) is the address: (key, namespace) in the heap backend's
+ * tables, (user key, empty) in maps. v is the value: a serialized row, or for list and map
+ * entries of the heap backend an 8-byte pointer to the list's vector or the map's table.
+ * The hash is stored so that resizing never rehashes bytes. */
+
+typedef struct sl__ent {
+    uint64_t hash;
+    const uint8_t *a, *b;
+    uint8_t *v;
+    size_t alen, blen, vlen;
+    size_t size; /* block size */
+} sl__ent;
+
+static inline size_t sl__ent_size(size_t alen, size_t blen, size_t vlen)
+{
+    size_t n = 8 + sl__varint_size(alen) + sl__varint_size(blen) + sl__varint_size(vlen) + alen +
+               blen + vlen;
+    return (n + SL__SLAB_GRAIN - 1) & ~(size_t)(SL__SLAB_GRAIN - 1);
+}
+
+/* A new entry holding copies of a, b and v (v may be NULL: left uninitialised).
+ * may_fail: NULL on out of memory; else aborts. */
+uint8_t *sl__ent_make(sl__slab *s, uint64_t hash, const void *a, size_t alen, const void *b,
+                      size_t blen, const void *v, size_t vlen, bool may_fail);
+/* Decodes an entry's header. */
+void sl__ent_view(const uint8_t *e, sl__ent *out);
+/* Replaces the value with vlen bytes from v: in place when the block size stays the same,
+ * else in a new block (the old one is freed). Returns the entry's (possibly new) address;
+ * NULL only when may_fail and out of memory (then e is unchanged). v must not point into e. */
+uint8_t *sl__ent_set_value(sl__slab *s, uint8_t *e, const void *v, size_t vlen, bool may_fail);
+void sl__ent_free(sl__slab *s, uint8_t *e);
+
+/* ---- Entry tables (table.c) -------------------------------------------------------------
+ *
+ * Open addressing with linear probing over pointers to entries; capacity a power of two,
+ * load at most 3/4, removal by backward shift (no tombstones), so a probe ends at the first
+ * empty slot. The home slot is the top bits of hash * 2^64/phi: it uses all bits of the
+ * hash, since within one key group the low bits of the key hash are all alike. A table of
+ * capacity 0 (slots NULL) is valid and empty. */
+
+typedef struct sl__htab {
+    uint8_t **slots;
+    size_t mask;  /* capacity - 1, or 0 when slots is NULL */
+    size_t count; /* entries */
+    int shift;    /* 64 - log2(capacity) */
+} sl__htab;
+
+/* Finds the entry (hash, a, b). Returns true and its slot, or false and the slot where it
+ * would be inserted (only meaningful when the table has capacity). */
+bool sl__htab_find(const sl__htab *t, uint64_t hash, const void *a, size_t alen, const void *b,
+                   size_t blen, size_t *slot);
+#ifdef SL_TESTING
+/* Probe sequences started by sl__htab_find on this thread (tests count lookups). */
+extern _Thread_local uint64_t sl__htab_finds;
+#endif
+
+/* Makes room for one more entry. Returns 1 when the table was (re)allocated, so slots
+ * found before are stale, 0 when nothing moved, SL_ENOMEM (only when may_fail). */
+int sl__htab_reserve(sl__htab *t, bool may_fail);
+/* Puts e at slot (an insertion slot from sl__htab_find after sl__htab_reserve). */
+void sl__htab_insert_at(sl__htab *t, size_t slot, uint8_t *e);
+/* Removes the entry at slot (without freeing it), shifting later entries back. */
+void sl__htab_remove_at(sl__htab *t, size_t slot);
+/* The next entry at or after *pos (advancing *pos past it), or NULL at the end. */
+uint8_t *sl__htab_next(const sl__htab *t, size_t *pos);
+/* Frees the slot array (not the entries) and empties t. */
+void sl__htab_close(sl__htab *t);
+
+/* Maps from user key bytes to value bytes, on an sl__htab (hash = sl__hash(key)). */
+int sl__kv_get(const sl__htab *t, const uint8_t *k, size_t kn, const uint8_t **v, size_t *vn);
+/* 0, or SL_ENOMEM (only when may_fail; the map is then unchanged). */
+int sl__kv_put(sl__htab *t, sl__slab *s, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
+               bool may_fail);
+/* 1 when removed, 0 when absent. */
+int sl__kv_remove(sl__htab *t, sl__slab *s, const uint8_t *k, size_t kn);
+/* Frees every entry and the slots. */
+void sl__kv_clear(sl__htab *t, sl__slab *s);
+/* Serialized size of the map's pairs (each key and value as varint length + bytes). */
+size_t sl__kv_pairs_size(const sl__htab *t);
+/* Writes the pairs at p; returns the end. */
+uint8_t *sl__kv_pairs_write(const sl__htab *t, uint8_t *p);
+/* Inserts count pairs in the snapshot form (validated before). 0 or SL_ENOMEM (the pairs
+ * inserted before stay). */
+int sl__kv_load_pairs(sl__htab *t, sl__slab *s, const uint8_t *p, size_t n, uint64_t count);
+
+/* ---- List vectors (table.c): elements, each varint length + serialized row ------------- */
+
+typedef struct sl__vec {
+    size_t len, cap, count; /* bytes used, bytes allocated, elements */
+    uint8_t data[];
+} sl__vec;
+
+/* Appends count elements (n bytes at p) to v (NULL: a new vector). Returns the vector,
+ * possibly moved; NULL only when may_fail and out of memory (v then unchanged). */
+sl__vec *sl__vec_append(sl__vec *v, const uint8_t *p, size_t n, size_t count, bool may_fail);
+
+/* ---- Iterators ------------------------------------------------------------------------- */
+
+typedef struct sl__iter_block sl__iter_block;
+
+/* A pool owned by a backend or operator store: iterators are recycled, so steady use
+ * allocates nothing; every one still open is released by sl__iter_pool_release_all (at the
+ * end of each call into user code). */
+typedef struct sl__iter_pool {
+    sl__iter_block *blocks;
+    sl_iter *free;
+    size_t open;
+} sl__iter_pool;
+
+struct sl_iter {
+    sl__iter_pool *pool;
+    sl_iter *next_free;
+    sl_state *st; /* NULL while free */
+    uint64_t mod; /* st->mod when started: a write to st ends the iteration */
+    bool map;
+    const uint8_t *p, *end; /* list: the next element */
+    const sl__htab *tab;    /* map: the table and the next slot */
+    size_t pos;
+};
+
+/* Takes an iterator for st (aborts on out of memory: per-record path). */
+sl_iter *sl__iter_acquire(sl__iter_pool *pool, sl_state *st);
+void sl__iter_release(sl_iter *it);
+void sl__iter_pool_release_all(sl__iter_pool *pool);
+void sl__iter_pool_close(sl__iter_pool *pool);
+
+/* ---- State handles ----------------------------------------------------------------------*/
+
+/* Storage operations of one state for its current scope (the current key and namespace for
+ * keyed state; the whole state for operator state). Views returned point into state memory
+ * and stay valid until the next write to the backend or store. Writers copy what they get,
+ * never see bytes that alias state memory (state.c serializes into the handle's scratch
+ * first), and abort on out of memory (per-record path). Only the operations of the state's
+ * kind are called. */
+typedef struct sl__state_ops {
+    /* VALUE, REDUCING, AGGREGATING: the serialized row. 1 found, 0 absent. */
+    int (*value_get)(sl_state *st, const uint8_t **p, size_t *n);
+    void (*value_put)(sl_state *st, const uint8_t *p, size_t n);
+    /* LIST: the elements (varint length + row each). 1 non-empty, 0 empty. */
+    int (*list_get)(sl_state *st, const uint8_t **p, size_t *n);
+    void (*list_append)(sl_state *st, const uint8_t *p, size_t n, size_t count);
+    void (*list_set)(sl_state *st, const uint8_t *p, size_t n, size_t count); /* count > 0 */
+    /* MAP: by serialized user key. */
+    int (*map_get)(sl_state *st, const uint8_t *k, size_t kn, const uint8_t **v, size_t *vn);
+    void (*map_put)(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn);
+    int (*map_remove)(sl_state *st, const uint8_t *k, size_t kn); /* 1 removed, 0 absent */
+    /* The map's table for iteration, NULL when empty. Its address stays the same until the
+     * map is removed, which is a write. (A backend without in-memory tables, RocksDB, will
+     * need a cursor operation here instead.) */
+    const sl__htab *(*map_table)(sl_state *st);
+    /* Every kind: removes the scope's value. 1 removed, 0 absent. */
+    int (*clear)(sl_state *st);
+} sl__state_ops;
+
+enum { SL__ORIGIN_KEYED = 0, SL__ORIGIN_OPERATOR = 1, SL__ORIGIN_BROADCAST = 2 };
+
+struct sl_state {
+    const sl__state_ops *ops;
+    void *impl;            /* the backend's or store's per-state storage */
+    sl__keyed_backend *be; /* keyed state: its backend; NULL for operator state */
+    sl__iter_pool *iters;
+    sl_ctx *ctx; /* for callbacks and sl_fail; may be NULL (no messages then) */
+    char *name;
+    sl_state_kind kind;
+    int origin; /* SL__ORIGIN_* */
+    sl_redistribution mode;
+    bool readonly;
+    sl__schema *schema;        /* value / element / input rows */
+    sl__schema *key_schema;    /* MAP: user keys */
+    sl__schema *acc_schema;    /* AGGREGATING */
+    sl__schema *result_schema; /* AGGREGATING */
+    const sl__schema *stored;  /* what is stored: acc_schema or schema */
+    sl_reduce_cb reduce;       /* REDUCING */
+    sl_aggregate_fn agg;       /* AGGREGATING; its schema strings are not kept */
+    uint64_t mod;              /* bumped by every write; iterators compare it */
+    uint64_t ns_epoch;         /* bumped when the namespace changes */
+    uint64_t ns_hash;          /* sl__hash of ns, 0 when empty */
+    uint8_t *ns;               /* keyed state: current namespace (owned copy) */
+    size_t ns_len, ns_cap;
+    uint8_t *scratch; /* serialized rows on their way into state */
+    size_t scratch_cap;
+};
+
+/* Creates a handle (not yet attached to storage) from a descriptor after validating it.
+ * Returns NULL with a message in err and *code SL_EINVAL or SL_ENOMEM. */
+sl_state *sl__state_new(const sl_state_desc *d, sl_ctx *ctx, char *err, size_t cap, int *code);
+void sl__state_free(sl_state *st);
+/* True when a and b were declared alike: kind and the field types of every schema. */
+bool sl__state_same_decl(const sl_state *a, const sl_state *b);
+/* Describes st's declaration for messages: "a VALUE state of \"n:i64\"". */
+void sl__state_describe(const sl_state *st, char *buf, size_t cap);
+/* Formats a message, passes it to sl_fail (when st has a ctx) and returns code. */
+int sl__state_fail(sl_state *st, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The operator store's iterator pool (for sl__state_end_call). */
+sl__iter_pool *sl__operator_store_iters(sl__operator_store *os);
+
+/* ---- Keyed backend base -----------------------------------------------------------------*/
+
+typedef struct sl__backend_ops {
+    const char *name;
+    /* Frees the backend's own parts and the backend itself (the base is closed before). */
+    void (*destroy)(sl__keyed_backend *be);
+    /* Gives a new handle its storage: restored entries of that name (checking the kind and
+     * that they parse under the schemas) or empty. Sets st->ops and st->impl. Returns 0, or
+     * SL_ESTATE / SL_EFORMAT / SL_ENOMEM with a message in err. */
+    int (*attach)(sl__keyed_backend *be, sl_state *st, char *err, size_t cap);
+    int (*for_each_key)(sl__keyed_backend *be, sl_state *st,
+                        int (*fn)(void *arg, const sl__key *key), void *arg);
+    size_t (*size)(const sl__keyed_backend *be);
+    int (*snapshot_kg)(sl__keyed_backend *be, int key_group, sl__buf *out);
+    int (*restore_kg)(sl__keyed_backend *be, int key_group, const uint8_t *p, size_t len, char *err,
+                      size_t cap);
+} sl__backend_ops;
+
+/* Every backend starts with this. */
+struct sl__keyed_backend {
+    const sl__backend_ops *ops;
+    int max_parallelism, kg_start, kg_end;
+    sl__schema *key_schema;
+    sl__key key; /* current key; bytes borrowed */
+    bool has_key;
+    uint64_t key_epoch; /* bumped by every set_key */
+    sl_state **states;  /* registered handles, in registration order */
+    size_t nstates, states_cap;
+    sl__iter_pool iters;
+};
+
+/* Initialises the base (copies key_schema, which may be NULL). 0 or SL_ENOMEM. */
+int sl__keyed_backend_init(sl__keyed_backend *be, const sl__backend_ops *ops, int max_parallelism,
+                           int kg_start, int kg_end, const sl__schema *key_schema);
+
+/* Scope hash of the current key and st's namespace: the key hash alone when the namespace
+ * is empty, so entries without namespace keep the key's hash. */
+static inline uint64_t sl__scope_hash(uint64_t key_hash, uint64_t ns_hash, size_t ns_len)
+{
+    if (!ns_len)
+        return key_hash;
+    uint64_t h = key_hash ^ (ns_hash * 0xff51afd7ed558ccdULL);
+    return h ^ (h >> 32);
+}
+
+#endif

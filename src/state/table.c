@@ -1,0 +1,457 @@
+/*
+ * table.c - the in-memory building blocks of the heap backend and the operator store: a
+ * slab allocator for small blocks, entry blobs that hold an address and a value in one
+ * block, an open-addressing table of entries with backward-shift deletion, byte-keyed maps
+ * on that table, and growable vectors of list elements. See state_int.h for the layouts.
+ *
+ * Nothing here knows about schemas, keys or state kinds; callers pass bytes. The may_fail
+ * flag picks the allocation flavour: NULL/SL_ENOMEM on restore paths, abort on the
+ * per-record path (core/alloc.h).
+ */
+#include "core/alloc.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "state/state_int.h"
+
+#include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+/* ---- Slab ------------------------------------------------------------------------------ */
+
+/* Pages start with the link to the next page; blocks follow, 8-aligned. */
+#define PAGE_HEADER 8
+
+void sl__slab_init(sl__slab *s)
+{
+    memset(s, 0, sizeof *s);
+}
+
+static size_t round_grain(size_t n)
+{
+    return (n + SL__SLAB_GRAIN - 1) & ~(size_t)(SL__SLAB_GRAIN - 1);
+}
+
+/* Puts a free block on its list. Blocks are at least one grain, enough for the link. */
+static void push_free(sl__slab *s, void *p, size_t n)
+{
+    size_t c = n / SL__SLAB_GRAIN;
+    memcpy(p, &s->free[c], sizeof(void *));
+    s->free[c] = p;
+    POISON(p, n);
+}
+
+void *sl__slab_alloc(sl__slab *s, size_t n, bool may_fail)
+{
+    n = round_grain(n ? n : 1);
+    if (n > SL__SLAB_MAX)
+        return may_fail ? sl__malloc(n) : sl__xmalloc(n);
+    size_t c = n / SL__SLAB_GRAIN;
+    void *p = s->free[c];
+    if (p) {
+        UNPOISON(p, n);
+        memcpy(&s->free[c], p, sizeof(void *));
+        return p;
+    }
+    if (s->left < n) {
+        uint8_t *page = may_fail ? sl__malloc(SL__SLAB_PAGE) : sl__xmalloc(SL__SLAB_PAGE);
+        if (!page)
+            return NULL;
+        if (s->left >= SL__SLAB_GRAIN) {
+            UNPOISON(s->cur, s->left);
+            push_free(s, s->cur, s->left); /* the old page's tail is not wasted */
+        }
+        memcpy(page, &s->pages, sizeof(void *));
+        s->pages = page;
+        s->cur = page + PAGE_HEADER;
+        s->left = SL__SLAB_PAGE - PAGE_HEADER;
+        POISON(s->cur, s->left);
+    }
+    p = s->cur;
+    s->cur += n;
+    s->left -= n;
+    UNPOISON(p, n);
+    return p;
+}
+
+void sl__slab_free(sl__slab *s, void *p, size_t n)
+{
+    if (!p)
+        return;
+    n = round_grain(n ? n : 1);
+    if (n > SL__SLAB_MAX) {
+        sl__free(p);
+        return;
+    }
+    push_free(s, p, n);
+}
+
+void sl__slab_close(sl__slab *s)
+{
+    void *page = s->pages;
+    while (page) {
+        UNPOISON((uint8_t *)page, SL__SLAB_PAGE);
+        void *next;
+        memcpy(&next, page, sizeof next);
+        sl__free(page);
+        page = next;
+    }
+    sl__slab_init(s);
+}
+
+/* ---- Entries --------------------------------------------------------------------------- */
+
+/* Decodes a varint written by us (trusted memory, no bound needed). */
+static inline const uint8_t *get_varint(const uint8_t *p, size_t *v)
+{
+    size_t r = *p & 0x7f;
+    if (!(*p++ & 0x80)) {
+        *v = r;
+        return p;
+    }
+    for (int shift = 7;; shift += 7) {
+        uint8_t b = *p++;
+        r |= (size_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            break;
+    }
+    *v = r;
+    return p;
+}
+
+uint8_t *sl__ent_make(sl__slab *s, uint64_t hash, const void *a, size_t alen, const void *b,
+                      size_t blen, const void *v, size_t vlen, bool may_fail)
+{
+    uint8_t *e = sl__slab_alloc(s, sl__ent_size(alen, blen, vlen), may_fail);
+    if (!e)
+        return NULL;
+    memcpy(e, &hash, 8);
+    uint8_t *p = e + 8;
+    p = sl__varint_write(p, alen);
+    p = sl__varint_write(p, blen);
+    p = sl__varint_write(p, vlen);
+    if (alen)
+        memcpy(p, a, alen);
+    p += alen;
+    if (blen)
+        memcpy(p, b, blen);
+    p += blen;
+    if (v && vlen)
+        memcpy(p, v, vlen);
+    return e;
+}
+
+void sl__ent_view(const uint8_t *e, sl__ent *x)
+{
+    memcpy(&x->hash, e, 8);
+    const uint8_t *p = get_varint(e + 8, &x->alen);
+    p = get_varint(p, &x->blen);
+    p = get_varint(p, &x->vlen);
+    x->a = p;
+    x->b = p + x->alen;
+    x->v = (uint8_t *)p + x->alen + x->blen;
+    x->size = sl__ent_size(x->alen, x->blen, x->vlen);
+}
+
+uint8_t *sl__ent_set_value(sl__slab *s, uint8_t *e, const void *v, size_t vlen, bool may_fail)
+{
+    sl__ent x;
+    sl__ent_view(e, &x);
+    if (vlen == x.vlen) {
+        if (vlen)
+            memcpy(x.v, v, vlen);
+        return e;
+    }
+    if (sl__ent_size(x.alen, x.blen, vlen) == x.size) {
+        /* Same block: only the vlen varint may change width, moving a and b with it. */
+        size_t pre = 8 + sl__varint_size(x.alen) + sl__varint_size(x.blen);
+        size_t old_h = pre + sl__varint_size(x.vlen), new_h = pre + sl__varint_size(vlen);
+        if (old_h != new_h)
+            memmove(e + new_h, e + old_h, x.alen + x.blen);
+        sl__varint_write(e + pre, vlen);
+        if (vlen)
+            memcpy(e + new_h + x.alen + x.blen, v, vlen);
+        return e;
+    }
+    uint8_t *ne = sl__ent_make(s, x.hash, x.a, x.alen, x.b, x.blen, v, vlen, may_fail);
+    if (!ne)
+        return NULL;
+    sl__slab_free(s, e, x.size);
+    return ne;
+}
+
+void sl__ent_free(sl__slab *s, uint8_t *e)
+{
+    sl__ent x;
+    sl__ent_view(e, &x);
+    sl__slab_free(s, e, x.size);
+}
+
+/* ---- Tables ---------------------------------------------------------------------------- */
+
+static inline size_t home(const sl__htab *t, uint64_t h)
+{
+    return (size_t)((h * 0x9E3779B97F4A7C15ULL) >> t->shift);
+}
+
+static inline uint64_t ent_hash(const uint8_t *e)
+{
+    uint64_t h;
+    memcpy(&h, e, 8);
+    return h;
+}
+
+static inline bool ent_is(const uint8_t *e, const void *a, size_t alen, const void *b, size_t blen)
+{
+    size_t ea, eb, ev;
+    const uint8_t *p = get_varint(e + 8, &ea);
+    if (ea != alen)
+        return false;
+    p = get_varint(p, &eb);
+    if (eb != blen)
+        return false;
+    p = get_varint(p, &ev);
+    if (alen && memcmp(p, a, alen))
+        return false;
+    return !blen || !memcmp(p + alen, b, blen);
+}
+
+#ifdef SL_TESTING
+_Thread_local uint64_t sl__htab_finds;
+#endif
+
+bool sl__htab_find(const sl__htab *t, uint64_t hash, const void *a, size_t alen, const void *b,
+                   size_t blen, size_t *slot)
+{
+#ifdef SL_TESTING
+    sl__htab_finds++;
+#endif
+    if (!t->slots) {
+        *slot = 0;
+        return false;
+    }
+    for (size_t i = home(t, hash);; i = (i + 1) & t->mask) {
+        const uint8_t *e = t->slots[i];
+        if (!e) {
+            *slot = i;
+            return false;
+        }
+        if (ent_hash(e) == hash && ent_is(e, a, alen, b, blen)) {
+            *slot = i;
+            return true;
+        }
+    }
+}
+
+int sl__htab_reserve(sl__htab *t, bool may_fail)
+{
+    size_t cap = t->slots ? t->mask + 1 : 0;
+    if ((t->count + 1) * 4 <= cap * 3)
+        return 0;
+    size_t ncap = cap ? cap * 2 : 8;
+    SL_ASSERT(ncap > cap);
+    uint8_t **slots = may_fail ? sl__calloc(ncap, sizeof *slots) : sl__xcalloc(ncap, sizeof *slots);
+    if (!slots)
+        return SL_ENOMEM;
+    sl__htab nt = {.slots = slots,
+                   .mask = ncap - 1,
+                   .count = t->count,
+                   .shift = 64 - __builtin_ctzll((unsigned long long)ncap)};
+    for (size_t i = 0; i < cap; i++) {
+        uint8_t *e = t->slots[i];
+        if (!e)
+            continue;
+        size_t j = home(&nt, ent_hash(e));
+        while (slots[j])
+            j = (j + 1) & nt.mask;
+        slots[j] = e;
+    }
+    sl__free(t->slots);
+    *t = nt;
+    return 1;
+}
+
+void sl__htab_insert_at(sl__htab *t, size_t slot, uint8_t *e)
+{
+    t->slots[slot] = e;
+    t->count++;
+}
+
+void sl__htab_remove_at(sl__htab *t, size_t i)
+{
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & t->mask;
+        uint8_t *e = t->slots[j];
+        if (!e)
+            break;
+        /* e may move back to the hole at i unless its home lies cyclically in (i, j]. */
+        size_t k = home(t, ent_hash(e));
+        bool stays = j > i ? (k > i && k <= j) : (k > i || k <= j);
+        if (!stays) {
+            t->slots[i] = e;
+            i = j;
+        }
+    }
+    t->slots[i] = NULL;
+    t->count--;
+}
+
+uint8_t *sl__htab_next(const sl__htab *t, size_t *pos)
+{
+    if (!t->slots)
+        return NULL;
+    for (size_t i = *pos; i <= t->mask; i++) {
+        if (t->slots[i]) {
+            *pos = i + 1;
+            return t->slots[i];
+        }
+    }
+    *pos = t->mask + 1;
+    return NULL;
+}
+
+void sl__htab_close(sl__htab *t)
+{
+    sl__free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- Byte maps ------------------------------------------------------------------------- */
+
+int sl__kv_get(const sl__htab *t, const uint8_t *k, size_t kn, const uint8_t **v, size_t *vn)
+{
+    size_t slot;
+    if (!t->count || !sl__htab_find(t, sl__hash(k, kn), k, kn, NULL, 0, &slot))
+        return 0;
+    sl__ent x;
+    sl__ent_view(t->slots[slot], &x);
+    *v = x.v;
+    *vn = x.vlen;
+    return 1;
+}
+
+int sl__kv_put(sl__htab *t, sl__slab *s, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
+               bool may_fail)
+{
+    uint64_t h = sl__hash(k, kn);
+    size_t slot;
+    if (sl__htab_find(t, h, k, kn, NULL, 0, &slot)) {
+        uint8_t *e = sl__ent_set_value(s, t->slots[slot], v, vn, may_fail);
+        if (!e)
+            return SL_ENOMEM;
+        t->slots[slot] = e;
+        return 0;
+    }
+    int rc = sl__htab_reserve(t, may_fail);
+    if (rc < 0)
+        return rc;
+    if (rc > 0)
+        sl__htab_find(t, h, k, kn, NULL, 0, &slot);
+    uint8_t *e = sl__ent_make(s, h, k, kn, NULL, 0, v, vn, may_fail);
+    if (!e)
+        return SL_ENOMEM;
+    sl__htab_insert_at(t, slot, e);
+    return 0;
+}
+
+int sl__kv_remove(sl__htab *t, sl__slab *s, const uint8_t *k, size_t kn)
+{
+    size_t slot;
+    if (!t->count || !sl__htab_find(t, sl__hash(k, kn), k, kn, NULL, 0, &slot))
+        return 0;
+    uint8_t *e = t->slots[slot];
+    sl__htab_remove_at(t, slot);
+    sl__ent_free(s, e);
+    return 1;
+}
+
+void sl__kv_clear(sl__htab *t, sl__slab *s)
+{
+    size_t pos = 0;
+    uint8_t *e;
+    while ((e = sl__htab_next(t, &pos)))
+        sl__ent_free(s, e);
+    sl__htab_close(t);
+}
+
+size_t sl__kv_pairs_size(const sl__htab *t)
+{
+    size_t n = 0, pos = 0;
+    uint8_t *e;
+    while ((e = sl__htab_next(t, &pos))) {
+        sl__ent x;
+        sl__ent_view(e, &x);
+        n += sl__varint_size(x.alen) + x.alen + sl__varint_size(x.vlen) + x.vlen;
+    }
+    return n;
+}
+
+uint8_t *sl__kv_pairs_write(const sl__htab *t, uint8_t *p)
+{
+    size_t pos = 0;
+    uint8_t *e;
+    while ((e = sl__htab_next(t, &pos))) {
+        sl__ent x;
+        sl__ent_view(e, &x);
+        p = sl__varint_write(p, x.alen);
+        memcpy(p, x.a, x.alen);
+        p += x.alen;
+        p = sl__varint_write(p, x.vlen);
+        if (x.vlen)
+            memcpy(p, x.v, x.vlen);
+        p += x.vlen;
+    }
+    return p;
+}
+
+int sl__kv_load_pairs(sl__htab *t, sl__slab *s, const uint8_t *p, size_t n, uint64_t count)
+{
+    sl__rd r = {p, p + n};
+    for (uint64_t i = 0; i < count; i++) {
+        const uint8_t *k, *v;
+        size_t kn, vn;
+        if (!sl__rd_bytes(&r, &k, &kn) || !sl__rd_bytes(&r, &v, &vn))
+            return SL_EFORMAT; /* validated before: cannot happen */
+        int rc = sl__kv_put(t, s, k, kn, v, vn, true);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- Vectors --------------------------------------------------------------------------- */
+
+sl__vec *sl__vec_append(sl__vec *v, const uint8_t *p, size_t n, size_t count, bool may_fail)
+{
+    size_t len = v ? v->len : 0, cap = v ? v->cap : 0;
+    if (!v || cap - len < n) {
+        /* A new vector fits exactly (restore, or a list's first element); then doubling. */
+        size_t ncap = v ? cap * 2 : n;
+        if (ncap < len + n)
+            ncap = len + n;
+        SL_ASSERT(ncap >= len && ncap < SIZE_MAX - sizeof(sl__vec));
+        sl__vec *nv =
+            may_fail ? sl__realloc(v, sizeof *nv + ncap) : sl__xrealloc(v, sizeof *nv + ncap);
+        if (!nv)
+            return NULL;
+        if (!v) {
+            nv->len = 0;
+            nv->count = 0;
+        }
+        nv->cap = ncap;
+        v = nv;
+    }
+    if (n)
+        memcpy(v->data + v->len, p, n);
+    v->len += n;
+    v->count += count;
+    return v;
+}
