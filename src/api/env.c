@@ -21,10 +21,6 @@ typedef struct owned {
 
 struct sl_env {
     sl__config *config;
-    int code_parallelism; /* 0: not set in code */
-    int code_max_parallelism;
-    bool code_mode_set;
-    sl_runtime_mode code_mode;
 
     sl__node **nodes;
     int nnodes;
@@ -213,33 +209,42 @@ int sl_env_get(const sl_env *env, const char *key, char *buf, size_t cap)
     return 0;
 }
 
+/* Values set in code are written into the configuration after the command line was read,
+ * so they win over -p and -D, as in Flink. */
+static void set_int(sl_env *env, const char *key, const char *what, int v)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%d", v);
+    char err[512];
+    int rc = sl__config_set(env->config, key, text, err, sizeof err);
+    if (rc < 0)
+        sl_env_fail(env, rc, "%s: %s", what, err);
+}
+
 void sl_env_set_parallelism(sl_env *env, int parallelism)
 {
-    if (parallelism < 1) {
-        sl_env_fail(env, SL_EINVAL,
-                    "sl_env_set_parallelism: parallelism %d is not accepted; "
-                    "it must be at least 1",
-                    parallelism);
-        return;
-    }
-    env->code_parallelism = parallelism;
+    set_int(env, "parallelism.default", "sl_env_set_parallelism", parallelism);
 }
 
 void sl_env_set_max_parallelism(sl_env *env, int max_parallelism)
 {
-    if (max_parallelism < 1 || max_parallelism > 32768) {
-        sl_env_fail(env, SL_EINVAL,
-                    "sl_env_set_max_parallelism: %d is not accepted; it must be 1 to 32768",
-                    max_parallelism);
-        return;
-    }
-    env->code_max_parallelism = max_parallelism;
+    set_int(env, "pipeline.max-parallelism", "sl_env_set_max_parallelism", max_parallelism);
 }
 
 void sl_env_set_runtime_mode(sl_env *env, sl_runtime_mode mode)
 {
-    env->code_mode = mode;
-    env->code_mode_set = true;
+    static const char *const names[] = {"STREAMING", "BATCH", "AUTOMATIC"};
+    char err[512];
+    if ((unsigned)mode > SL_AUTOMATIC) {
+        sl_env_fail(env, SL_EINVAL,
+                    "sl_env_set_runtime_mode: mode %d is not one of SL_STREAMING, "
+                    "SL_BATCH, SL_AUTOMATIC",
+                    (int)mode);
+        return;
+    }
+    int rc = sl__config_set(env->config, "execution.runtime-mode", names[mode], err, sizeof err);
+    if (rc < 0)
+        sl_env_fail(env, rc, "sl_env_set_runtime_mode: %s", err);
 }
 
 int sl_env_error_code(const sl_env *env)
@@ -309,20 +314,22 @@ int sl_execute(sl_env *env, const char *job_name)
                        .nnodes = env->nnodes,
                        .config = env->config,
                        .name = job_name ? job_name : "sluice job"};
-    g.max_parallelism = env->code_max_parallelism
-                            ? env->code_max_parallelism
-                            : (int)sl__config_int(env->config, "pipeline.max-parallelism");
-    g.default_parallelism = env->code_parallelism
-                                ? env->code_parallelism
-                                : (int)sl__config_int(env->config, "parallelism.default");
-    sl_runtime_mode mode = SL_STREAMING;
-    if (env->code_mode_set) {
-        mode = env->code_mode;
-    } else {
-        const char *m = sl__config_get(env->config, "execution.runtime-mode");
-        mode = !strcmp(m, "BATCH")       ? SL_BATCH
-               : !strcmp(m, "AUTOMATIC") ? SL_AUTOMATIC
-                                         : SL_STREAMING;
+    g.max_parallelism = (int)sl__config_int(env->config, "pipeline.max-parallelism");
+    g.default_parallelism = (int)sl__config_int(env->config, "parallelism.default");
+    const char *m = sl__config_get(env->config, "execution.runtime-mode");
+    sl_runtime_mode mode = !strcmp(m, "BATCH")       ? SL_BATCH
+                           : !strcmp(m, "AUTOMATIC") ? SL_AUTOMATIC
+                                                     : SL_STREAMING;
+    for (int i = 0; i < env->nnodes; i++) {
+        const sl__node *n = env->nodes[i];
+        int p = n->parallelism_fixed ? 1
+                : n->parallelism > 0 ? n->parallelism
+                                     : g.default_parallelism;
+        if (p > g.max_parallelism)
+            return sl_env_fail(env, SL_ECONFIG,
+                               "operator '%s' has parallelism %d, above the max parallelism %d: "
+                               "lower it or raise pipeline.max-parallelism",
+                               n->name, p, g.max_parallelism);
     }
     if (mode == SL_AUTOMATIC) {
         mode = SL_BATCH;

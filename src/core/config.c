@@ -516,14 +516,6 @@ static int no_memory(char *err, size_t cap, const char *what)
     return SL_ENOMEM;
 }
 
-/* Checks value against key k (named name in messages) and returns in *out the text to
- * store, allocated with sl__malloc and owned by the caller. Returns 0, SL_ECONFIG with a
- * message naming the key and what it accepts, or SL_ENOMEM.
- *
- * Not declared in config.h: the unit tests use it to reach the types no key has yet (BOOL,
- * STRING, PATH), and the API may use it for values given in code. */
-int sl__config_validate(const sl__config_key *k, const char *name, const char *value, char **out,
-                        char *err, size_t cap);
 int sl__config_validate(const sl__config_key *k, const char *name, const char *value, char **out,
                         char *err, size_t cap)
 {

@@ -30,7 +30,7 @@ typedef enum sl__config_type {
 
 typedef struct sl__config_key {
     const char *name;  /* canonical (Flink 1.x) name */
-    const char *alias; /* other accepted name (Flink 2.x), or NULL */
+    const char *alias; /* other accepted name (2.x or older), or NULL */
     sl__config_type type;
     const char *def;    /* default as text, NULL for none */
     int64_t min, max;   /* INT, DURATION (ms) and MEMORY (bytes) bounds */
@@ -58,6 +58,12 @@ int sl__config_set_pair(sl__config *c, const char *pair, char *err, size_t cap);
  * flattened with dots; scalars only (a sequence is an error naming the key). Errors name
  * the file and line. Missing file: SL_EIO with the path and strerror. */
 int sl__config_load_yaml(sl__config *c, const char *path, char *err, size_t cap);
+
+/* Checks value against key row k (called name in messages) and returns in *out the text
+ * to store, allocated with sl__malloc and owned by the caller. Returns 0, SL_ECONFIG with a
+ * message naming the key and what it accepts, or SL_ENOMEM. */
+int sl__config_validate(const sl__config_key *k, const char *name, const char *value, char **out,
+                        char *err, size_t cap);
 
 /* True when the key was set explicitly (not a default). */
 bool sl__config_is_set(const sl__config *c, const char *key);

@@ -12,10 +12,6 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 
-/* Defined in config.c without a header declaration (see there). */
-int sl__config_validate(const sl__config_key *k, const char *name, const char *value, char **out,
-                        char *err, size_t cap);
-
 /* A temporary directory holding YAML files, removed by tmp_cleanup(). */
 typedef struct tmpdir {
     char dir[64];
