@@ -3,10 +3,12 @@
 #
 #   make / make build   configure (RelWithDebInfo) and build into build/
 #   make demo           setup, build, run scripts/demo.sh
-#   make check          setup, build, ASan+UBSan build of the unit tests, every ctest test in
-#                       build/ (unit + e2e), the unit tests under the sanitizers, format-check
+#   make check          setup, build, ASan+UBSan build, every ctest test in build/ (unit +
+#                       e2e), every ctest test again in build-asan/ under the sanitizers,
+#                       format-check
 #   make test           ctest in build/ (unit + e2e)
-#   make asan           the unit tests under ASan+UBSan+LSan in build-asan/
+#   make asan           unit and e2e tests under ASan+UBSan+LSan in build-asan/ (the e2e
+#                       tests run the sanitized programs and fail on any sanitizer report)
 #   make tsan           the unit tests under TSan in build-tsan/ (not part of check)
 #   make format         clang-format -i on every .c/.h under src include examples tests bench
 #   make format-check   fail, listing the files that `make format` would change
@@ -64,11 +66,12 @@ check: setup
 test:
 	cd $(BUILD) && ctest --output-on-failure -j $(CTEST_JOBS)
 
+# Everything: the e2e tests need the example programs and, for test_install, the libraries.
 build-asan: $(ASAN_BUILD)/CMakeCache.txt
-	cmake --build $(ASAN_BUILD) -j $(JOBS) --target unit_tests
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 test-asan:
-	cd $(ASAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j $(CTEST_JOBS) -L unit
+	cd $(ASAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j $(CTEST_JOBS) -L 'unit|e2e'
 
 asan: build-asan
 	@$(MAKE) --no-print-directory test-asan

@@ -32,9 +32,13 @@ static int job(sl_env *env, int argc, char **argv)
 {
     if (argc != 3)
         return sl_env_fail(env, SL_EINVAL, "usage: %s [options] HOST PORT", argv[0]);
-    int port = atoi(argv[2]);
+    char *end;
+    long port = strtol(argv[2], &end, 10);
+    if (*end || port < 1 || port > 65535)
+        return sl_env_fail(env, SL_EINVAL, "port \"%s\" is not accepted: a number from 1 to 65535",
+                           argv[2]);
 
-    sl_stream *lines = sl_socket_text_stream(env, argv[1], port, "\n", 0);
+    sl_stream *lines = sl_socket_text_stream(env, argv[1], (int)port, "\n", 0);
     sl_flat_map_fn fn = {.flat_map = split};
     sl_stream *words = sl_flat_map(lines, "word:str,count:i64", &fn);
     sl_stream *counts = sl_sum(sl_key_by(words, 0), 1);

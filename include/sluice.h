@@ -327,6 +327,8 @@ sl_state *sl_broadcast_state(sl_ctx *ctx, const char *name);
  * returns 0 or a negative code (use sl_fail() for a message); an error fails the job.
  *   open(ctx)                 once per subtask before the first record
  *   close(ctx)                once per subtask after the last record, also on failure
+ *                             (even when initialize_state or open failed: free what
+ *                             sl_ctx_local holds, which may be NULL)
  *   initialize_state(ctx)     before open(): declare operator state (restored on recovery)
  *   snapshot_state(ctx, id)   when a checkpoint is taken: write operator state
  *   notify_checkpoint_complete(ctx, id)  after checkpoint id is complete

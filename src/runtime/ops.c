@@ -208,10 +208,12 @@ int sl__op_open(sl_ctx *ctx)
         ctx->bcast[0] = st;
         ctx->nbcast = 1;
     }
+    /* from here on close() runs whatever happens, so a hook that allocated before it
+     * failed can free what it allocated */
+    ctx->opened = true;
     int rc = call_hook(ctx, n->fn.hooks.initialize_state, "initialize_state");
     if (rc == 0)
         rc = call_hook(ctx, n->fn.hooks.open, "open");
-    ctx->opened = rc == 0;
     return rc;
 }
 

@@ -372,7 +372,7 @@ static int build_job(build *b, char *err, size_t cap)
                 w->schema = ed->from->schema;
                 w->nchans = p;
                 w->chans = sl__xcalloc((size_t)p, sizeof *w->chans);
-                w->rr = u;
+                w->rr = u % p; /* spread producers over consumers */
                 w->max_parallelism = g->max_parallelism;
                 sl_ctx *producer = b->ctxs[ed->from->id][u];
                 if (part == SL_PART_HASH && ed->key.field < 0) {

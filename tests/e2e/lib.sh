@@ -19,6 +19,7 @@ set -euo pipefail
 SL_SRC=${SL_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 SL_BUILD=${SL_BUILD:-$SL_SRC/build}
 SL_BIN=${SL_BIN:-$SL_BUILD/bin}
+SL_TESTS=${SL_TESTS:-$SL_BUILD/tests}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sl-e2e.XXXXXX")
 sl_passed=0

@@ -250,6 +250,23 @@ TEST(rebalance_spreads_and_union_merges)
     sl_env_destroy(env);
 }
 
+TEST(wider_producer_feeds_narrower_consumer)
+{
+    /* 4 producers into 1 and into 3 consumers over forward (becomes rebalance) edges */
+    sl_env *env = env_with(NULL, NULL);
+    sl_map_fn m = {.map = subtask_tag};
+    sl_stream *wide =
+        sl_set_parallelism(sl_map(sl_from_sequence(env, 1, 4000), "v:i64,s:i64", &m), 4);
+    collected *one = collect(wide);
+    sl_map_fn m2 = {.map = subtask_tag};
+    sl_stream *three = sl_set_parallelism(sl_map(sl_rebalance(wide), "v:i64,s:i64", &m2), 3);
+    (void)three;
+    CHECK_EQ_INT(sl_execute(env, "fan-in"), 0);
+    CHECK_EQ_INT(one->n, 4000);
+    collected_free(one);
+    sl_env_destroy(env);
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 static int fail_on_42(sl_ctx *ctx, const sl_value *in, sl_value *out)
@@ -423,7 +440,7 @@ int main(int argc, char **argv)
     return RUN_TESTS(argc, argv, sum_streaming_p1, sum_streaming_p4, sum_batch_p3_emits_final_only,
                      automatic_mode_is_batch_for_bounded_sources, key_selector_and_min_max,
                      forward_edges_chain_rebalance_does_not, rebalance_spreads_and_union_merges,
-                     user_error_names_operator_and_subtask,
+                     wider_producer_feeds_narrower_consumer, user_error_names_operator_and_subtask,
                      emitting_the_wrong_type_fails_with_the_schema, builder_errors_are_clear,
                      config_errors_are_clear,
                      slow_sink_backpressures_a_fast_source_and_sigint_cancels);
