@@ -88,6 +88,28 @@ int sl__keyed_backend_snapshot_kg(sl__keyed_backend *be, int key_group, sl__buf 
 int sl__keyed_backend_restore_kg(sl__keyed_backend *be, int key_group, const uint8_t *p, size_t len,
                                  char *err, size_t cap);
 
+/* ---- Asynchronous snapshots (copy-on-write) ---------------------------------------------
+ *
+ * A checkpoint must not stop the task for longer than it takes to mark a version. begin()
+ * is the synchronous part, on the task thread: it freezes what every key group holds now,
+ * at the cost of copying each table's slot array (no per-entry work, no serialization).
+ * The task thread then goes on reading and writing; a write to an entry that a live
+ * snapshot still references copies the entry first, and entries a snapshot references are
+ * freed only once no snapshot needs them. write_kg() runs on another thread, concurrently
+ * with the task thread, and serializes key group kg as it was at begin(). Several
+ * snapshots may be live at once (concurrent checkpoints).
+ */
+typedef struct sl__keyed_snapshot sl__keyed_snapshot;
+
+/* Task thread. Returns NULL on out of memory (the checkpoint is then declined). */
+sl__keyed_snapshot *sl__keyed_backend_snapshot_begin(sl__keyed_backend *be);
+/* Any one thread at a time per snapshot. Appends key group kg (in the backend's range) in
+ * the canonical format of sl__keyed_backend_snapshot_kg. Returns 0, SL_EINVAL or SL_ENOMEM. */
+int sl__keyed_snapshot_write_kg(sl__keyed_snapshot *s, int kg, sl__buf *out);
+/* Any thread. Memory kept only for this snapshot is reclaimed by the task thread at a later
+ * backend call, or by sl__keyed_backend_destroy (which must come after every release). */
+void sl__keyed_snapshot_release(sl__keyed_snapshot *s);
+
 /* ---- Operator state -------------------------------------------------------------------*/
 
 typedef struct sl__operator_store sl__operator_store;

@@ -1,0 +1,146 @@
+/*
+ * storage.h - checkpoint storage: state files and checkpoint metadata, in a local directory
+ * (file:// URIs and plain paths) or in memory (for development: nothing survives the
+ * process), with Flink's layout and retention.
+ *
+ * Layout under the checkpoint directory (state.checkpoints.dir):
+ *   <job-id>/chk-<N>/_metadata      written last, by atomic rename, after every state file
+ *                                   and the metadata itself were fsynced
+ *   <job-id>/chk-<N>/<state files>  one per operator subtask: keyed state by key group and
+ *                                   operator state
+ *   <job-id>/shared/                files referenced by several (incremental) checkpoints
+ *   <job-id>/taskowned/             files owned by tasks (e.g. two-phase-commit sinks)
+ * Every file starts with a magic number and a format version and ends with a checksum; a
+ * torn or corrupt file is detected and named, never silently loaded. docs/checkpoint-format.md
+ * documents the bytes.
+ *
+ * Threads: a storage object is shared by the coordinator and the asynchronous snapshot
+ * writers; every function here is thread-safe unless it says otherwise. File operations go
+ * through a table (sl__file_ops) so tests can fail or tear writes and fill the disk.
+ */
+#ifndef SL_CHECKPOINT_STORAGE_H
+#define SL_CHECKPOINT_STORAGE_H
+
+#include "state/state.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+/* ---- metadata -------------------------------------------------------------------------- */
+
+/* Where one operator subtask's state is: a file in the checkpoint (or shared/) directory,
+ * with the byte range of each key group's section and of the operator state section. */
+typedef struct sl__subtask_state {
+    int subtask;
+    char *file;           /* path relative to the chk-<N> directory ("" when no state) */
+    uint64_t file_size;   /* bytes, whole file */
+    uint64_t checksum;    /* of the whole file, as in its trailer */
+    int kg_start, kg_end; /* key-group range [start, end) of keyed state; equal when none */
+    uint64_t *kg_offset;  /* kg_end - kg_start + 1 offsets: section i is [off[i], off[i+1]) */
+    uint64_t op_offset, op_length; /* operator state section; length 0 when none */
+} sl__subtask_state;
+
+typedef struct sl__operator_state_meta {
+    char *uid;
+    char *name;
+    int parallelism;
+    int max_parallelism;
+    sl__subtask_state *subtasks; /* parallelism entries, by subtask index */
+} sl__operator_state_meta;
+
+typedef struct sl__checkpoint_meta {
+    int64_t id;
+    char *job_id; /* 32 hex digits */
+    char *job_name;
+    int64_t timestamp_ms; /* when triggered, Unix epoch */
+    int64_t duration_ms;  /* trigger to complete */
+    bool savepoint;
+    int noperators;
+    sl__operator_state_meta *operators;
+} sl__checkpoint_meta;
+
+void sl__checkpoint_meta_free(sl__checkpoint_meta *m); /* NULL is a no-op; frees m too */
+
+/* ---- storage ----------------------------------------------------------------------------- */
+
+typedef struct sl__storage sl__storage;
+
+/* File operations, replaceable by tests (fault injection). Same contracts as POSIX. */
+typedef struct sl__file_ops {
+    int (*open)(const char *path, int flags, mode_t mode);
+    ssize_t (*write)(int fd, const void *p, size_t n);
+    int (*fsync)(int fd);
+    int (*close)(int fd);
+    int (*rename)(const char *from, const char *to);
+    int (*mkdir)(const char *path, mode_t mode);
+} sl__file_ops;
+/* The table in use (process-wide); tests swap it and restore the default. */
+extern const sl__file_ops *sl__file_ops_current;
+extern const sl__file_ops sl__file_ops_posix;
+
+/* Opens storage for job_id: in directory dir (a path or file:// URI, created if missing)
+ * or, with dir NULL, in memory. num_retained completed checkpoints are kept. Returns NULL
+ * with a message naming the directory and the OS error (e.g. not writable) in err. */
+sl__storage *sl__storage_create(const char *dir, const char *job_id, int num_retained, char *err,
+                                size_t cap);
+/* Frees the object; files are left as the retention policy left them. */
+void sl__storage_destroy(sl__storage *st);
+/* The job's directory (<dir>/<job-id>), or "memory" for in-memory storage. */
+const char *sl__storage_job_dir(const sl__storage *st);
+
+/* Writing one operator subtask's state file for checkpoint id; used by one thread at a time
+ * per writer, any number of writers in parallel. Sections must be added in this order:
+ * key groups in increasing order, then the operator state. */
+typedef struct sl__state_writer sl__state_writer;
+sl__state_writer *sl__state_writer_open(sl__storage *st, int64_t id, const char *uid, int subtask,
+                                        int kg_start, int kg_end, char *err, size_t cap);
+int sl__state_writer_add_kg(sl__state_writer *w, int kg, const uint8_t *p, size_t n);
+int sl__state_writer_set_operator(sl__state_writer *w, const uint8_t *p, size_t n);
+/* Writes the trailer, fsyncs and closes; fills *out (owned by the caller: free with
+ * sl__subtask_state_free). On any failure the file is removed and a message naming the file
+ * and the OS error (ENOSPC: "no space left on device") is in err. Frees w either way. */
+int sl__state_writer_close(sl__state_writer *w, sl__subtask_state *out, char *err, size_t cap);
+void sl__state_writer_abort(sl__state_writer *w);
+void sl__subtask_state_free(sl__subtask_state *s); /* frees the members, not s */
+
+/* Completes checkpoint m->id: writes _metadata (temp file, fsync, rename, fsync of the
+ * directory), then deletes completed checkpoints beyond num_retained, oldest first (their
+ * directories). Returns 0, or an error with a message; on error the checkpoint is not
+ * complete and its directory is removed. */
+int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *err, size_t cap);
+/* Discards checkpoint id (aborted or expired): removes what was written for it. */
+void sl__storage_abort(sl__storage *st, int64_t id);
+/* Ids of the completed, retained checkpoints, newest first; returns the count (<= cap). */
+int sl__storage_retained(const sl__storage *st, int64_t *ids, int cap);
+/* Deletes every retained checkpoint of this job (DELETE_ON_CANCELLATION on cancel, or
+ * NO_EXTERNALIZED_CHECKPOINTS at the end of the job), and the job directory if empty. */
+void sl__storage_discard_all(sl__storage *st);
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+/* Loads and validates checkpoint metadata from path: a chk-<N> directory, its _metadata
+ * file, or for in-memory storage the id of a retained checkpoint of st (path NULL, id >= 0).
+ * Every field is checked; a bad magic, version, checksum or truncation gives SL_EFORMAT with
+ * a message naming the file; a path that is not a checkpoint gives SL_ENOTFOUND saying so. */
+int sl__checkpoint_load(sl__storage *st, const char *path, int64_t id, sl__checkpoint_meta **out,
+                        char *err, size_t cap);
+/* A state file's contents, checked against its trailer checksum and the size and checksum
+ * recorded in the metadata. chk is what was passed to sl__checkpoint_load (or NULL with id
+ * for memory). The bytes are owned by the reader and stay valid until it is freed. */
+typedef struct sl__state_reader sl__state_reader;
+int sl__state_reader_open(sl__storage *st, const char *chk, int64_t id, const sl__subtask_state *s,
+                          sl__state_reader **out, char *err, size_t cap);
+/* The section of key group kg (kg in the subtask's range), or of operator state. */
+int sl__state_reader_kg(sl__state_reader *r, int kg, const uint8_t **p, size_t *n);
+int sl__state_reader_operator(sl__state_reader *r, const uint8_t **p, size_t *n);
+void sl__state_reader_free(sl__state_reader *r);
+
+/* Writes m as JSON (for `sluice checkpoint inspect`): job, id, timestamp, duration, and per
+ * operator uid: name, parallelism, max parallelism, per subtask the file, size, checksum,
+ * key-group range and section sizes. */
+int sl__checkpoint_meta_json(const sl__checkpoint_meta *m, const char *chk_dir, FILE *out);
+
+#endif
