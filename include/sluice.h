@@ -128,6 +128,8 @@ typedef struct sl_iter sl_iter;
  *   -p N            default parallelism (parallelism.default)
  *   -D key=value    any configuration key (see docs/config.md); repeatable
  *   --conf FILE     a YAML configuration file (flat "a.b: v" or nested mappings)
+ *   -s PATH         restore from a retained checkpoint (its chk-<N> directory or _metadata)
+ *   --allow-non-restored-state  skip state in that checkpoint of operators the job lacks
  *   -h, --help      print the usage to stdout and return NULL with *err_out = 0
  * Options are read up to the first argument that is not one of them, or up to "--", which
  * is consumed. The remaining arguments are the job's own: *job_argc and *job_argv (pointers
@@ -163,6 +165,53 @@ void sl_env_set_runtime_mode(sl_env *env, sl_runtime_mode mode);
  * `return sl_env_fail(env, SL_EINVAL, "usage: word_count HOST PORT");`. */
 int sl_env_fail(sl_env *env, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* ---- Checkpointing and restarts (Flink's CheckpointConfig and RestartStrategies) --------
+ *
+ * Each call sets the configuration key named beside it, so the same settings can be given
+ * with -D or --conf. A bad value is recorded as a builder error. Without checkpointing a
+ * failure ends the job; with it, a failed job restarts from its latest completed
+ * checkpoint as the restart strategy says. */
+
+typedef enum sl_checkpointing_mode {
+    SL_EXACTLY_ONCE = 0, /* tasks with several inputs align barriers */
+    SL_AT_LEAST_ONCE = 1,
+} sl_checkpointing_mode;
+
+/* execution.checkpointing.interval and execution.checkpointing.mode. */
+void sl_env_enable_checkpointing(sl_env *env, int64_t interval_ms, sl_checkpointing_mode mode);
+/* state.checkpoints.dir: a path or file:// URI (Flink's FsStateBackend(path)); NULL keeps
+ * checkpoints in memory (development only: they die with the process). */
+void sl_env_set_checkpoint_dir(sl_env *env, const char *dir);
+/* execution.checkpointing.min-pause */
+void sl_env_set_min_pause_between_checkpoints(sl_env *env, int64_t ms);
+/* execution.checkpointing.timeout: a checkpoint not complete by then is aborted and
+ * counted as failed. */
+void sl_env_set_checkpoint_timeout(sl_env *env, int64_t ms);
+/* execution.checkpointing.max-concurrent-checkpoints */
+void sl_env_set_max_concurrent_checkpoints(sl_env *env, int n);
+/* execution.checkpointing.tolerable-failed-checkpoints: consecutive failed checkpoints
+ * tolerated before the job fails (and the restart strategy takes over). */
+void sl_env_set_tolerable_checkpoint_failures(sl_env *env, int n);
+
+typedef enum sl_externalized_cleanup {
+    SL_NO_EXTERNALIZED_CHECKPOINTS = 0, /* deleted when the job ends */
+    SL_DELETE_ON_CANCELLATION = 1,      /* kept when the job fails, deleted on cancel */
+    SL_RETAIN_ON_CANCELLATION = 2,      /* kept on cancel and on failure */
+} sl_externalized_cleanup;
+/* execution.checkpointing.externalized-checkpoint-retention */
+void sl_env_set_externalized_checkpoints(sl_env *env, sl_externalized_cleanup cleanup);
+/* state.checkpoints.num-retained */
+void sl_env_set_num_retained_checkpoints(sl_env *env, int n);
+
+/* restart-strategy.type and its keys. */
+void sl_env_set_restart_none(sl_env *env);
+void sl_env_set_restart_fixed_delay(sl_env *env, int attempts, int64_t delay_ms);
+void sl_env_set_restart_failure_rate(sl_env *env, int max_failures, int64_t interval_ms,
+                                     int64_t delay_ms);
+void sl_env_set_restart_exponential_delay(sl_env *env, int64_t initial_ms, int64_t max_ms,
+                                          double multiplier, int64_t reset_threshold_ms,
+                                          double jitter);
+
 /* The first error recorded on the environment (0 if none) and its message ("" if none).
  * The message lives as long as the environment. */
 int sl_env_error_code(const sl_env *env);
@@ -184,6 +233,10 @@ int sl_ctx_subtask(const sl_ctx *ctx);     /* 0-based index of this subtask */
 int sl_ctx_parallelism(const sl_ctx *ctx); /* parallelism of this operator */
 int sl_ctx_max_parallelism(const sl_ctx *ctx);
 int sl_ctx_attempt(const sl_ctx *ctx); /* 0 on the first run, +1 per restart */
+/* True when this operator's state was restored from a checkpoint (Flink's isRestored()):
+ * in initialize_state() it tells a fresh start from a restore that gave this subtask no
+ * operator state. */
+bool sl_ctx_is_restored(const sl_ctx *ctx);
 const char *sl_ctx_operator(const sl_ctx *ctx);
 /* The user pointer given in the function struct (shared by all subtasks). */
 void *sl_ctx_user(const sl_ctx *ctx);

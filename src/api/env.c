@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct owned {
     void *p;
@@ -27,6 +30,14 @@ struct sl_env {
     sl_stream *streams;
     owned *owned;
     int nowned;
+    struct {
+        void (*fn)(void *, bool);
+        void *arg;
+    } finish[8];
+    int nfinish;
+
+    char *restore_path; /* -s */
+    bool allow_non_restored;
 
     int err_code;
     char err[1024];
@@ -40,6 +51,9 @@ static const char usage_text[] =
     "  -p N               default parallelism (parallelism.default)\n"
     "  -D key=value       set a configuration key (see docs/config.md); repeatable\n"
     "  --conf FILE        load a YAML configuration file\n"
+    "  -s PATH            restore from a checkpoint (its chk-<N> directory or _metadata)\n"
+    "  --allow-non-restored-state\n"
+    "                     with -s: skip state of operators this job no longer has\n"
     "  -h, --help         show this help\n";
 
 static int set_err(char *buf, size_t cap, int code, const char *fmt, ...)
@@ -86,6 +100,20 @@ sl_env *sl_env_create(int argc, char **argv, int *job_argc, char ***job_argv, in
             sl_env_destroy(env);
             *err_out = 0;
             return NULL;
+        } else if (!strcmp(a, "--allow-non-restored-state")) {
+            env->allow_non_restored = true;
+            i++;
+        } else if (!strcmp(a, "-s")) {
+            if (i + 1 >= argc) {
+                rc = set_err(errbuf, errcap, SL_ECONFIG, "option -s needs a checkpoint path\n%s",
+                             usage_text);
+                break;
+            }
+            sl__free(env->restore_path);
+            env->restore_path = sl__strdup(argv[i + 1]);
+            if (!env->restore_path)
+                rc = set_err(errbuf, errcap, SL_ENOMEM, "out of memory");
+            i += 2;
         } else if (!strcmp(a, "-p") || !strcmp(a, "-D") || !strcmp(a, "--conf")) {
             if (i + 1 >= argc) {
                 rc = set_err(errbuf, errcap, SL_ECONFIG, "option %s needs a value\n%s", a,
@@ -153,6 +181,7 @@ void sl_env_destroy(sl_env *env)
         s = next;
     }
     sl__config_destroy(env->config);
+    sl__free(env->restore_path);
     sl__free(env);
 }
 
@@ -176,6 +205,15 @@ bool sl__env_failed(const sl_env *env)
 const sl__config *sl__env_config(const sl_env *env)
 {
     return env->config;
+}
+
+int sl__env_on_finish(sl_env *env, void (*fn)(void *arg, bool ok), void *arg)
+{
+    if (env->nfinish == (int)(sizeof env->finish / sizeof env->finish[0]))
+        return sl_env_fail(env, SL_ENOMEM, "too many connectors that commit at the end of a job");
+    env->finish[env->nfinish].fn = fn;
+    env->finish[env->nfinish++].arg = arg;
+    return 0;
 }
 
 void *sl__env_own(sl_env *env, void *p, void (*free_fn)(void *))
@@ -247,6 +285,127 @@ void sl_env_set_runtime_mode(sl_env *env, sl_runtime_mode mode)
         sl_env_fail(env, rc, "sl_env_set_runtime_mode: %s", err);
 }
 
+static void set_key(sl_env *env, const char *what, const char *key, const char *value)
+{
+    char err[512];
+    int rc = sl__config_set(env->config, key, value, err, sizeof err);
+    if (rc < 0)
+        sl_env_fail(env, rc, "%s: %s", what, err);
+}
+
+static void set_ms(sl_env *env, const char *what, const char *key, int64_t ms)
+{
+    char v[40];
+    snprintf(v, sizeof v, "%lld ms", (long long)ms);
+    if (ms < 0) {
+        sl_env_fail(env, SL_EINVAL, "%s: %lld ms is not accepted: durations are not negative", what,
+                    (long long)ms);
+        return;
+    }
+    set_key(env, what, key, v);
+}
+
+void sl_env_enable_checkpointing(sl_env *env, int64_t interval_ms, sl_checkpointing_mode mode)
+{
+    set_ms(env, "sl_env_enable_checkpointing", "execution.checkpointing.interval", interval_ms);
+    set_key(env, "sl_env_enable_checkpointing", "execution.checkpointing.mode",
+            mode == SL_AT_LEAST_ONCE ? "AT_LEAST_ONCE" : "EXACTLY_ONCE");
+}
+
+void sl_env_set_checkpoint_dir(sl_env *env, const char *dir)
+{
+    if (!dir) {
+        set_key(env, "sl_env_set_checkpoint_dir", "state.checkpoint-storage", "jobmanager");
+        return;
+    }
+    set_key(env, "sl_env_set_checkpoint_dir", "state.checkpoints.dir", dir);
+    set_key(env, "sl_env_set_checkpoint_dir", "state.checkpoint-storage", "filesystem");
+}
+
+void sl_env_set_min_pause_between_checkpoints(sl_env *env, int64_t ms)
+{
+    set_ms(env, "sl_env_set_min_pause_between_checkpoints", "execution.checkpointing.min-pause",
+           ms);
+}
+
+void sl_env_set_checkpoint_timeout(sl_env *env, int64_t ms)
+{
+    set_ms(env, "sl_env_set_checkpoint_timeout", "execution.checkpointing.timeout", ms);
+}
+
+void sl_env_set_max_concurrent_checkpoints(sl_env *env, int n)
+{
+    set_int(env, "execution.checkpointing.max-concurrent-checkpoints",
+            "sl_env_set_max_concurrent_checkpoints", n);
+}
+
+void sl_env_set_tolerable_checkpoint_failures(sl_env *env, int n)
+{
+    set_int(env, "execution.checkpointing.tolerable-failed-checkpoints",
+            "sl_env_set_tolerable_checkpoint_failures", n);
+}
+
+void sl_env_set_externalized_checkpoints(sl_env *env, sl_externalized_cleanup cleanup)
+{
+    static const char *const names[] = {"NO_EXTERNALIZED_CHECKPOINTS", "DELETE_ON_CANCELLATION",
+                                        "RETAIN_ON_CANCELLATION"};
+    if ((unsigned)cleanup > SL_RETAIN_ON_CANCELLATION) {
+        sl_env_fail(env, SL_EINVAL,
+                    "sl_env_set_externalized_checkpoints: %d is not one of "
+                    "SL_NO_EXTERNALIZED_CHECKPOINTS, SL_DELETE_ON_CANCELLATION, "
+                    "SL_RETAIN_ON_CANCELLATION",
+                    (int)cleanup);
+        return;
+    }
+    set_key(env, "sl_env_set_externalized_checkpoints",
+            "execution.checkpointing.externalized-checkpoint-retention", names[cleanup]);
+}
+
+void sl_env_set_num_retained_checkpoints(sl_env *env, int n)
+{
+    set_int(env, "state.checkpoints.num-retained", "sl_env_set_num_retained_checkpoints", n);
+}
+
+void sl_env_set_restart_none(sl_env *env)
+{
+    set_key(env, "sl_env_set_restart_none", "restart-strategy.type", "none");
+}
+
+void sl_env_set_restart_fixed_delay(sl_env *env, int attempts, int64_t delay_ms)
+{
+    const char *w = "sl_env_set_restart_fixed_delay";
+    set_key(env, w, "restart-strategy.type", "fixed-delay");
+    set_int(env, "restart-strategy.fixed-delay.attempts", w, attempts);
+    set_ms(env, w, "restart-strategy.fixed-delay.delay", delay_ms);
+}
+
+void sl_env_set_restart_failure_rate(sl_env *env, int max_failures, int64_t interval_ms,
+                                     int64_t delay_ms)
+{
+    const char *w = "sl_env_set_restart_failure_rate";
+    set_key(env, w, "restart-strategy.type", "failure-rate");
+    set_int(env, "restart-strategy.failure-rate.max-failures-per-interval", w, max_failures);
+    set_ms(env, w, "restart-strategy.failure-rate.failure-rate-interval", interval_ms);
+    set_ms(env, w, "restart-strategy.failure-rate.delay", delay_ms);
+}
+
+void sl_env_set_restart_exponential_delay(sl_env *env, int64_t initial_ms, int64_t max_ms,
+                                          double multiplier, int64_t reset_threshold_ms,
+                                          double jitter)
+{
+    const char *w = "sl_env_set_restart_exponential_delay";
+    char v[64];
+    set_key(env, w, "restart-strategy.type", "exponential-delay");
+    set_ms(env, w, "restart-strategy.exponential-delay.initial-backoff", initial_ms);
+    set_ms(env, w, "restart-strategy.exponential-delay.max-backoff", max_ms);
+    snprintf(v, sizeof v, "%.17g", multiplier);
+    set_key(env, w, "restart-strategy.exponential-delay.backoff-multiplier", v);
+    set_ms(env, w, "restart-strategy.exponential-delay.reset-backoff-threshold",
+           reset_threshold_ms);
+    snprintf(v, sizeof v, "%.17g", jitter);
+    set_key(env, w, "restart-strategy.exponential-delay.jitter-factor", v);
+}
+
 int sl_env_error_code(const sl_env *env)
 {
     return env->err_code;
@@ -300,6 +459,41 @@ sl_stream *sl__env_add_stream(sl_env *env, sl__node *node)
 
 /* ---- execution ------------------------------------------------------------------------ */
 
+/* Gives every operator a uid: its own, or one derived from its position and kind, which
+ * stays the same as long as the program builds the same graph. Duplicate uids are an error
+ * (state would be filed under one name twice). */
+static int assign_uids(sl_env *env)
+{
+    static const char *const kinds[] = {
+        "source",      "map",   "flat-map",          "filter", "process", "reduce",
+        "aggregation", "union", "broadcast-connect", "sink"};
+    int derived = 0;
+    for (int i = 0; i < env->nnodes; i++) {
+        sl__node *n = env->nodes[i];
+        if (n->uid)
+            continue;
+        char uid[64];
+        snprintf(uid, sizeof uid, "auto-%d-%s", n->id, kinds[n->kind]);
+        n->uid = sl__strdup(uid);
+        if (!n->uid)
+            return sl_env_fail(env, SL_ENOMEM, "out of memory");
+        derived++;
+    }
+    for (int i = 0; i < env->nnodes; i++)
+        for (int k = 0; k < i; k++)
+            if (!strcmp(env->nodes[i]->uid, env->nodes[k]->uid))
+                return sl_env_fail(env, SL_EINVAL,
+                                   "operators '%s' and '%s' have the same uid '%s'; uids must "
+                                   "be unique within a job",
+                                   env->nodes[k]->name, env->nodes[i]->name, env->nodes[i]->uid);
+    if (derived && env->restore_path)
+        SL_WARN("event=derived_uids count=%d hint=\"operators without sl_set_uid get a uid from "
+                "their position (auto-N-kind); set one on each stateful operator so its state "
+                "can be restored after the job changes\"",
+                derived);
+    return 0;
+}
+
 int sl_execute(sl_env *env, const char *job_name)
 {
     if (env->err_code)
@@ -346,10 +540,27 @@ int sl_execute(sl_env *env, const char *job_name)
                                    env->nodes[i]->name);
     }
     g.mode = mode;
+    char job_id[33];
+    unsigned char rnd[16];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        uint64_t t = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+        for (size_t i = 0; i < sizeof rnd; i++, t = t * 6364136223846793005ull + 1)
+            rnd[i] = (unsigned char)(t >> 56);
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(job_id + 2 * i, 3, "%02x", rnd[i]);
+    g.job_id = job_id;
+    g.restore_path = env->restore_path;
+    g.allow_non_restored = env->allow_non_restored;
+    int rc = assign_uids(env);
+    if (rc < 0)
+        return rc;
     int sig = 0;
     env->started = true;
-    int rc = sl__runtime_run(&g, env->err, sizeof env->err, &sig);
+    rc = sl__runtime_run(&g, env->err, sizeof env->err, &sig);
     env->signal = sig;
+    for (int i = 0; i < env->nfinish; i++)
+        env->finish[i].fn(env->finish[i].arg, rc == 0);
     if (rc)
         env->err_code = rc;
     return rc;

@@ -122,6 +122,9 @@ typedef struct sl__job_graph {
     int max_parallelism;
     sl_runtime_mode mode; /* resolved: STREAMING or BATCH */
     const char *name;
+    const char *job_id;       /* 32 hex digits, new for every sl_execute */
+    const char *restore_path; /* -s, or NULL */
+    bool allow_non_restored;  /* --allow-non-restored-state */
 } sl__job_graph;
 
 #endif

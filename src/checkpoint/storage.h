@@ -93,7 +93,10 @@ const char *sl__storage_job_dir(const sl__storage *st);
 
 /* Writing one operator subtask's state file for checkpoint id; used by one thread at a time
  * per writer, any number of writers in parallel. Sections must be added in this order:
- * key groups in increasing order, then the operator state. */
+ * key groups in increasing order, then the operator state. Open returns NULL with a message
+ * when id was aborted or is not above the latest completed checkpoint (also one found on
+ * disk at creation). With no key-group range and no operator state no file is written and
+ * the state's file is "". */
 typedef struct sl__state_writer sl__state_writer;
 sl__state_writer *sl__state_writer_open(sl__storage *st, int64_t id, const char *uid, int subtask,
                                         int kg_start, int kg_end, char *err, size_t cap);
@@ -101,7 +104,8 @@ int sl__state_writer_add_kg(sl__state_writer *w, int kg, const uint8_t *p, size_
 int sl__state_writer_set_operator(sl__state_writer *w, const uint8_t *p, size_t n);
 /* Writes the trailer, fsyncs and closes; fills *out (owned by the caller: free with
  * sl__subtask_state_free). On any failure the file is removed and a message naming the file
- * and the OS error (ENOSPC: "no space left on device") is in err. Frees w either way. */
+ * and the OS error (ENOSPC: "no space left on device") is in err; SL_ECANCELED when the
+ * checkpoint was aborted or subsumed meanwhile. Frees w either way. */
 int sl__state_writer_close(sl__state_writer *w, sl__subtask_state *out, char *err, size_t cap);
 void sl__state_writer_abort(sl__state_writer *w);
 void sl__subtask_state_free(sl__subtask_state *s); /* frees the members, not s */
@@ -109,7 +113,9 @@ void sl__subtask_state_free(sl__subtask_state *s); /* frees the members, not s *
 /* Completes checkpoint m->id: writes _metadata (temp file, fsync, rename, fsync of the
  * directory), then deletes completed checkpoints beyond num_retained, oldest first (their
  * directories). Returns 0, or an error with a message; on error the checkpoint is not
- * complete and its directory is removed. */
+ * complete and its directory is removed. SL_EINVAL (nothing removed) when m fails the
+ * checks of sl__checkpoint_load or m->id is not above the latest completed id. A savepoint
+ * (m->savepoint) is never deleted by retention or discard_all. */
 int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *err, size_t cap);
 /* Discards checkpoint id (aborted or expired): removes what was written for it. */
 void sl__storage_abort(sl__storage *st, int64_t id);

@@ -3,7 +3,9 @@
  * a number sequence, a generator, a socket text stream and a text file reader.
  *
  * Each keeps its configuration in a struct owned by the environment (it outlives
- * sl_execute) and its per-subtask progress in sl_ctx_local. Sources emit in bursts of at
+ * sl_execute) and its per-subtask progress in sl_ctx_local. The replayable ones (rows,
+ * sequence, generator, file) keep their position in operator state, so a restore rewinds
+ * them to the checkpoint and state downstream stays exactly-once. Sources emit in bursts of at
  * most BURST rows per poll, so the runtime gets control back often (to flush, cancel and,
  * later, checkpoint between records).
  */
@@ -26,58 +28,209 @@ enum { BURST = 1024 };
 
 /* ---- rows given in code -------------------------------------------------------------- */
 
-typedef struct rows_src {
-    sl_value *vals;
-    size_t nrows;
+/* ---- indexed sources: rows, sequence, generator ---------------------------------------
+ *
+ * These sources produce the rows of an index space. A subtask's work is a list of streams
+ * (next, stride, end): the indexes next, next + stride, ... below end (end < 0: unbounded).
+ * Initially subtask i of p has one stream; the streams are the source's operator list state
+ * (even-split), so a restore rewinds each to its checkpointed position and a restore at
+ * another parallelism hands whole streams to the new subtasks. A subtask with several
+ * streams takes from them in turn.
+ */
+
+typedef struct indexed_src indexed_src;
+typedef int (*index_emit_fn)(sl_ctx *ctx, const indexed_src *src, int64_t index, sl_value *row);
+
+struct indexed_src {
+    index_emit_fn emit;
     int arity;
+    /* rows */
+    sl_value *vals;
     char *blob; /* copies of the str/bytes values */
-} rows_src;
+    /* sequence */
+    int64_t from, to; /* inclusive */
+    /* generator */
+    int64_t count; /* < 0 unbounded */
+    sl_generator_cb gen;
+    void *user;
+};
 
-typedef struct progress {
-    int64_t next, end, step;
-} progress;
+typedef struct stream_pos {
+    int64_t next, stride, end;
+} stream_pos;
 
-static void rows_free(void *p)
+typedef struct indexed_state {
+    sl_state *offsets;
+    stream_pos *streams;
+    int n, cap, cur;
+} indexed_state;
+
+static const char offsets_schema[] = "next:i64,stride:i64,end:i64";
+
+static void plain_free(void *p)
 {
-    rows_src *r = p;
+    sl__free(p);
+}
+
+static void indexed_free(void *p)
+{
+    indexed_src *r = p;
     sl__free(r->vals);
     sl__free(r->blob);
     sl__free(r);
 }
 
-static int progress_open(sl_ctx *ctx, int64_t next, int64_t end, int64_t step)
+static void add_stream(indexed_state *st, stream_pos pos)
 {
-    progress *pr = sl__malloc(sizeof *pr);
-    if (!pr)
-        return sl_fail(ctx, "out of memory");
-    *pr = (progress){next, end, step};
-    sl_ctx_set_local(ctx, pr);
-    return 0;
-}
-
-static int local_close(sl_ctx *ctx)
-{
-    sl__free(sl_ctx_local(ctx));
-    sl_ctx_set_local(ctx, NULL);
-    return 0;
-}
-
-static int rows_open(sl_ctx *ctx)
-{
-    rows_src *r = sl_ctx_user(ctx);
-    return progress_open(ctx, 0, (int64_t)r->nrows, 1);
-}
-
-static int rows_poll(sl_ctx *ctx)
-{
-    rows_src *r = sl_ctx_user(ctx);
-    progress *pr = sl_ctx_local(ctx);
-    for (int i = 0; i < BURST && pr->next < pr->end; i++, pr->next++) {
-        int rc = sl_emit(ctx, r->vals + (size_t)pr->next * (size_t)r->arity);
-        if (rc < 0)
-            return rc;
+    if (st->n == st->cap) {
+        st->cap = st->cap ? st->cap * 2 : 4;
+        st->streams = sl__xrealloc(st->streams, sizeof *st->streams * (size_t)st->cap);
     }
-    return pr->next < pr->end ? SL_SOURCE_MORE : SL_SOURCE_END;
+    st->streams[st->n++] = pos;
+}
+
+/* The first stream of subtask i of p over the source's index space. */
+static stream_pos initial_stream(const indexed_src *src, int i, int p)
+{
+    if (src->gen)
+        return (stream_pos){i, p, src->count};
+    int64_t lo = src->vals ? 0 : src->from;
+    int64_t count = src->vals ? src->count : src->to - src->from + 1;
+    if (count < 0)
+        count = 0;
+    /* contiguous, nearly equal ranges */
+    int64_t a = lo + (int64_t)((__int128)count * i / p);
+    int64_t b = lo + (int64_t)((__int128)count * (i + 1) / p);
+    return (stream_pos){a, 1, b};
+}
+
+static int indexed_init(sl_ctx *ctx)
+{
+    const indexed_src *src = sl_ctx_user(ctx);
+    indexed_state *st = sl__calloc(1, sizeof *st);
+    if (!st)
+        return sl_fail(ctx, "out of memory");
+    sl_ctx_set_local(ctx, st);
+    st->offsets = sl_operator_list_state(ctx, "offsets", offsets_schema, SL_SPLIT_EVEN);
+    if (!st->offsets)
+        return SL_ESTATE;
+    if (!sl_ctx_is_restored(ctx)) {
+        add_stream(st, initial_stream(src, sl_ctx_subtask(ctx), sl_ctx_parallelism(ctx)));
+        return 0;
+    }
+    sl_iter *it;
+    int rc = sl_list_get(st->offsets, &it);
+    if (rc < 0)
+        return rc;
+    if (rc > 0) {
+        sl_value row[3];
+        while (sl_iter_next(it, row) > 0)
+            add_stream(st, (stream_pos){row[0].u.i64, row[1].u.i64, row[2].u.i64});
+        sl_iter_close(it);
+    }
+    return 0;
+}
+
+static int indexed_snapshot(sl_ctx *ctx, int64_t id)
+{
+    (void)id;
+    indexed_state *st = sl_ctx_local(ctx);
+    sl_value *rows = sl_ctx_alloc(ctx, sizeof *rows * 3 * (size_t)(st->n ? st->n : 1));
+    for (int i = 0; i < st->n; i++) {
+        rows[3 * i] = SL_I64(st->streams[i].next);
+        rows[3 * i + 1] = SL_I64(st->streams[i].stride);
+        rows[3 * i + 2] = SL_I64(st->streams[i].end);
+    }
+    return sl_list_update(st->offsets, rows, (size_t)st->n);
+}
+
+static int indexed_close(sl_ctx *ctx)
+{
+    indexed_state *st = sl_ctx_local(ctx);
+    if (st) {
+        sl__free(st->streams);
+        sl__free(st);
+        sl_ctx_set_local(ctx, NULL);
+    }
+    return 0;
+}
+
+static bool exhausted(const stream_pos *s)
+{
+    return s->end >= 0 && s->next >= s->end;
+}
+
+static int indexed_poll(sl_ctx *ctx)
+{
+    const indexed_src *src = sl_ctx_user(ctx);
+    indexed_state *st = sl_ctx_local(ctx);
+    sl_value *row = sl_ctx_alloc(ctx, sizeof(sl_value) * (size_t)src->arity);
+    int emitted = 0;
+    while (emitted < BURST) {
+        /* the next stream with work, in turn */
+        int k = 0;
+        while (k < st->n && exhausted(&st->streams[st->cur]))
+            st->cur = (st->cur + 1) % st->n, k++;
+        if (k == st->n)
+            return SL_SOURCE_END;
+        stream_pos *s = &st->streams[st->cur];
+        for (int i = 0; i < BURST / 8 && !exhausted(s); i++, emitted++) {
+            for (int f = 0; f < src->arity; f++)
+                row[f] = SL_NULLV;
+            int rc = src->emit(ctx, src, s->next, row);
+            if (rc < 0)
+                return rc;
+            /* advance before emitting: a barrier can only come between polls, and the
+             * row is handed on before sl_emit returns */
+            s->next += s->stride;
+            rc = sl_emit(ctx, row);
+            if (rc < 0)
+                return rc;
+        }
+        st->cur = (st->cur + 1) % st->n;
+    }
+    return SL_SOURCE_MORE;
+}
+
+static sl_stream *add_indexed(sl_env *env, const char *name, const char *schema, indexed_src *src,
+                              bool parallel, bool bounded)
+{
+    if (!sl__env_own(env, src, indexed_free))
+        return NULL;
+    sl_source_fn fn = {.initialize_state = indexed_init,
+                       .snapshot_state = indexed_snapshot,
+                       .close = indexed_close,
+                       .poll = indexed_poll,
+                       .user = src};
+    return sl_add_source(env, name, schema, &fn, parallel, bounded);
+}
+
+static int emit_row(sl_ctx *ctx, const indexed_src *src, int64_t index, sl_value *row)
+{
+    (void)ctx;
+    memcpy(row, src->vals + (size_t)index * (size_t)src->arity, sizeof *row * (size_t)src->arity);
+    return 0;
+}
+
+static int emit_number(sl_ctx *ctx, const indexed_src *src, int64_t index, sl_value *row)
+{
+    (void)ctx;
+    (void)src;
+    row[0] = SL_I64(index);
+    return 0;
+}
+
+static int emit_generated(sl_ctx *ctx, const indexed_src *src, int64_t index, sl_value *row)
+{
+    return src->gen(ctx, src->user, index, row);
+}
+
+static indexed_src *new_indexed(sl_env *env)
+{
+    indexed_src *src = sl__calloc(1, sizeof *src);
+    if (!src)
+        sl_env_fail(env, SL_ENOMEM, "out of memory");
+    return src;
 }
 
 sl_stream *sl_from_rows(sl_env *env, const char *schema, const sl_value *vals, size_t nrows)
@@ -106,19 +259,19 @@ sl_stream *sl_from_rows(sl_env *env, const char *schema, const sl_value *vals, s
             blob_len += vals[i].u.s.len;
     }
     sl__schema_destroy(s);
-    rows_src *r = sl__calloc(1, sizeof *r);
-    if (r) {
-        r->vals = sl__malloc(nvals * sizeof *r->vals + 1);
-        r->blob = sl__malloc(blob_len + 1);
-    }
-    if (!r || !r->vals || !r->blob) {
-        if (r)
-            rows_free(r);
+    indexed_src *r = new_indexed(env);
+    if (!r)
+        return NULL;
+    r->vals = sl__malloc(nvals * sizeof *r->vals + 1);
+    r->blob = sl__malloc(blob_len + 1);
+    if (!r->vals || !r->blob) {
+        indexed_free(r);
         sl_env_fail(env, SL_ENOMEM, "sl_from_rows: out of memory copying %zu rows", nrows);
         return NULL;
     }
-    r->nrows = nrows;
+    r->count = (int64_t)nrows;
     r->arity = arity;
+    r->emit = emit_row;
     size_t at = 0;
     for (size_t i = 0; i < nvals; i++) {
         r->vals[i] = vals[i];
@@ -129,91 +282,21 @@ sl_stream *sl_from_rows(sl_env *env, const char *schema, const sl_value *vals, s
             at += vals[i].u.s.len;
         }
     }
-    if (!sl__env_own(env, r, rows_free))
-        return NULL;
-    sl_source_fn fn = {.open = rows_open, .close = local_close, .poll = rows_poll, .user = r};
-    return sl_add_source(env, "Collection Source", schema, &fn, false, true);
-}
-
-/* ---- sequence and generator ------------------------------------------------------------ */
-
-typedef struct gen_src {
-    int64_t from, to; /* sequence: inclusive bounds */
-    int64_t count;    /* generator: < 0 unbounded */
-    sl_generator_cb gen;
-    void *user;
-    int arity;
-} gen_src;
-
-static void plain_free(void *p)
-{
-    sl__free(p);
-}
-
-static int seq_open(sl_ctx *ctx)
-{
-    gen_src *g = sl_ctx_user(ctx);
-    int64_t count = g->to - g->from + 1, i = sl_ctx_subtask(ctx), p = sl_ctx_parallelism(ctx);
-    if (count < 0)
-        count = 0;
-    /* contiguous, nearly equal ranges */
-    int64_t lo = g->from + (int64_t)((__int128)count * i / p);
-    int64_t hi = g->from + (int64_t)((__int128)count * (i + 1) / p);
-    return progress_open(ctx, lo, hi, 1);
-}
-
-static int seq_poll(sl_ctx *ctx)
-{
-    progress *pr = sl_ctx_local(ctx);
-    sl_value v = SL_I64(0);
-    for (int i = 0; i < BURST && pr->next < pr->end; i++, pr->next++) {
-        v.u.i64 = pr->next;
-        int rc = sl_emit(ctx, &v);
-        if (rc < 0)
-            return rc;
-    }
-    return pr->next < pr->end ? SL_SOURCE_MORE : SL_SOURCE_END;
+    return add_indexed(env, "Collection Source", schema, r, false, true);
 }
 
 sl_stream *sl_from_sequence(sl_env *env, int64_t from, int64_t to)
 {
     if (!env || sl__env_failed(env))
         return NULL;
-    gen_src *g = sl__calloc(1, sizeof *g);
-    if (!g || !sl__env_own(env, g, plain_free)) {
-        if (!g)
-            sl_env_fail(env, SL_ENOMEM, "out of memory");
+    indexed_src *g = new_indexed(env);
+    if (!g)
         return NULL;
-    }
     g->from = from;
     g->to = to;
-    sl_source_fn fn = {.open = seq_open, .close = local_close, .poll = seq_poll, .user = g};
-    return sl_add_source(env, "Sequence Source", "value:i64", &fn, true, true);
-}
-
-static int gen_open(sl_ctx *ctx)
-{
-    gen_src *g = sl_ctx_user(ctx);
-    return progress_open(ctx, sl_ctx_subtask(ctx), g->count, sl_ctx_parallelism(ctx));
-}
-
-static int gen_poll(sl_ctx *ctx)
-{
-    gen_src *g = sl_ctx_user(ctx);
-    progress *pr = sl_ctx_local(ctx);
-    sl_value *row = sl_ctx_alloc(ctx, sizeof(sl_value) * (size_t)g->arity);
-    for (int i = 0; i < BURST && (g->count < 0 || pr->next < pr->end); i++) {
-        for (int k = 0; k < g->arity; k++)
-            row[k] = SL_NULLV;
-        int rc = g->gen(ctx, g->user, pr->next, row);
-        if (rc < 0)
-            return rc;
-        pr->next += pr->step;
-        rc = sl_emit(ctx, row);
-        if (rc < 0)
-            return rc;
-    }
-    return g->count >= 0 && pr->next >= pr->end ? SL_SOURCE_END : SL_SOURCE_MORE;
+    g->arity = 1;
+    g->emit = emit_number;
+    return add_indexed(env, "Sequence Source", "value:i64", g, true, true);
 }
 
 sl_stream *sl_from_generator(sl_env *env, const char *schema, int64_t count, sl_generator_cb gen,
@@ -233,15 +316,15 @@ sl_stream *sl_from_generator(sl_env *env, const char *schema, int64_t count, sl_
     }
     int arity = s->n;
     sl__schema_destroy(s);
-    gen_src *g = sl__calloc(1, sizeof *g);
-    if (!g || !sl__env_own(env, g, plain_free)) {
-        if (!g)
-            sl_env_fail(env, SL_ENOMEM, "out of memory");
+    indexed_src *g = new_indexed(env);
+    if (!g)
         return NULL;
-    }
-    *g = (gen_src){.count = count, .gen = gen, .user = user, .arity = arity};
-    sl_source_fn fn = {.open = gen_open, .close = local_close, .poll = gen_poll, .user = g};
-    return sl_add_source(env, "Generator Source", schema, &fn, true, count >= 0);
+    g->count = count;
+    g->gen = gen;
+    g->user = user;
+    g->arity = arity;
+    g->emit = emit_generated;
+    return add_indexed(env, "Generator Source", schema, g, true, count >= 0);
 }
 
 /* ---- delimited text: shared by the socket and file sources ------------------------------ */
@@ -467,12 +550,25 @@ sl_stream *sl_socket_text_stream(sl_env *env, const char *host, int port, const 
     return sl_add_source(env, "Socket Stream", "line:str", &fn, false, false);
 }
 
-/* ---- text files ------------------------------------------------------------------------- */
+/* ---- text files ---------------------------------------------------------------------------
+ *
+ * The work of a subtask is a list of (file, offset) entries: the files it still has to read
+ * and the byte offset of the first line not yet emitted. The list is the source's operator
+ * state (even-split): a restore reopens each file at its offset, so lines are neither lost
+ * nor read twice; at another parallelism whole files move between subtasks.
+ */
+
+typedef struct file_entry {
+    char *path;
+    int64_t offset;
+} file_entry;
 
 typedef struct file_state {
-    char **files; /* this subtask's files */
-    int nfiles, next;
+    sl_state *positions;
+    file_entry *files;
+    int nfiles, cap, next; /* files[next] is being read */
     int fd;
+    int64_t base; /* file offset of the first byte in t */
     text_buf t;
 } file_state;
 
@@ -481,23 +577,26 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int file_open(sl_ctx *ctx)
+static void add_file(file_state *st, char *path, int64_t offset)
 {
-    const char *path = sl_ctx_user(ctx);
-    file_state *st = sl__calloc(1, sizeof *st);
-    if (!st)
-        return sl_fail(ctx, "out of memory");
-    st->fd = -1;
-    sl_ctx_set_local(ctx, st);
+    if (st->nfiles == st->cap) {
+        st->cap = st->cap ? st->cap * 2 : 8;
+        st->files = sl__xrealloc(st->files, sizeof *st->files * (size_t)st->cap);
+    }
+    st->files[st->nfiles++] = (file_entry){path, offset};
+}
+
+/* The files of path (a file, or the regular files of a directory in name order) that
+ * subtask sub of par reads on a fresh start. */
+static int assign_files(sl_ctx *ctx, file_state *st, const char *path)
+{
     struct stat sb;
     if (stat(path, &sb) < 0)
         return sl_fail(ctx, "file source: cannot open '%s': %s", path, strerror(errno));
     int sub = sl_ctx_subtask(ctx), par = sl_ctx_parallelism(ctx);
     if (!S_ISDIR(sb.st_mode)) {
-        if (sub == 0) {
-            st->files = sl__xcalloc(1, sizeof *st->files);
-            st->files[st->nfiles++] = sl__xstrdup(path);
-        }
+        if (sub == 0)
+            add_file(st, sl__xstrdup(path), 0);
         return 0;
     }
     DIR *d = opendir(path);
@@ -523,15 +622,52 @@ static int file_open(sl_ctx *ctx)
     closedir(d);
     if (n)
         qsort(all, (size_t)n, sizeof *all, cmp_str);
-    st->files = sl__xcalloc((size_t)n + 1, sizeof *st->files);
     for (int i = 0; i < n; i++) {
         if (i % par == sub)
-            st->files[st->nfiles++] = all[i];
+            add_file(st, all[i], 0);
         else
             sl__free(all[i]);
     }
     sl__free(all);
     return 0;
+}
+
+static int file_init(sl_ctx *ctx)
+{
+    const char *path = sl_ctx_user(ctx);
+    file_state *st = sl__calloc(1, sizeof *st);
+    if (!st)
+        return sl_fail(ctx, "out of memory");
+    st->fd = -1;
+    sl_ctx_set_local(ctx, st);
+    st->positions = sl_operator_list_state(ctx, "positions", "file:str,offset:i64", SL_SPLIT_EVEN);
+    if (!st->positions)
+        return SL_ESTATE;
+    if (!sl_ctx_is_restored(ctx))
+        return assign_files(ctx, st, path);
+    sl_iter *it;
+    int rc = sl_list_get(st->positions, &it);
+    if (rc > 0) {
+        sl_value row[2];
+        while (sl_iter_next(it, row) > 0)
+            add_file(st, sl__xstrndup(row[0].u.s.ptr, row[0].u.s.len), row[1].u.i64);
+        sl_iter_close(it);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static int file_snapshot(sl_ctx *ctx, int64_t id)
+{
+    (void)id;
+    file_state *st = sl_ctx_local(ctx);
+    int n = st->nfiles - st->next;
+    sl_value *rows = sl_ctx_alloc(ctx, sizeof *rows * 2 * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) {
+        file_entry *f = &st->files[st->next + i];
+        rows[2 * i] = sl_str(f->path);
+        rows[2 * i + 1] = SL_I64(i == 0 && st->fd >= 0 ? st->base : f->offset);
+    }
+    return sl_list_update(st->positions, rows, (size_t)n);
 }
 
 static int file_poll(sl_ctx *ctx)
@@ -540,22 +676,29 @@ static int file_poll(sl_ctx *ctx)
     if (st->fd < 0) {
         if (st->next >= st->nfiles)
             return SL_SOURCE_END;
-        const char *f = st->files[st->next++];
-        st->fd = open(f, O_RDONLY | O_CLOEXEC);
+        file_entry *f = &st->files[st->next];
+        st->fd = open(f->path, O_RDONLY | O_CLOEXEC);
         if (st->fd < 0)
-            return sl_fail(ctx, "file source: cannot open '%s': %s", f, strerror(errno));
+            return sl_fail(ctx, "file source: cannot open '%s': %s", f->path, strerror(errno));
+        if (f->offset > 0 && lseek(st->fd, f->offset, SEEK_SET) < 0)
+            return sl_fail(ctx, "file source: cannot seek '%s' to %lld: %s", f->path,
+                           (long long)f->offset, strerror(errno));
+        st->base = f->offset;
         st->t.len = 0;
     }
     ssize_t n = text_fill(&st->t, st->fd);
     if (n < 0)
-        return sl_fail(ctx, "file source: cannot read '%s': %s", st->files[st->next - 1],
+        return sl_fail(ctx, "file source: cannot read '%s': %s", st->files[st->next].path,
                        strerror(errno));
+    size_t before = st->t.len;
     int rc = text_emit(ctx, &st->t, "\n", 1, n == 0);
     if (rc < 0)
         return rc;
+    st->base += (int64_t)(before - st->t.len);
     if (n == 0) {
         close(st->fd);
         st->fd = -1;
+        st->next++;
     }
     return SL_SOURCE_MORE;
 }
@@ -567,7 +710,7 @@ static int file_close(sl_ctx *ctx)
         if (st->fd >= 0)
             close(st->fd);
         for (int i = 0; i < st->nfiles; i++)
-            sl__free(st->files[i]);
+            sl__free(st->files[i].path);
         sl__free(st->files);
         sl__free(st->t.data);
         sl__free(st);
@@ -593,6 +736,10 @@ sl_stream *sl_read_text_file(sl_env *env, const char *path)
     }
     if (!sl__env_own(env, p, plain_free))
         return NULL;
-    sl_source_fn fn = {.open = file_open, .close = file_close, .poll = file_poll, .user = p};
+    sl_source_fn fn = {.initialize_state = file_init,
+                       .snapshot_state = file_snapshot,
+                       .close = file_close,
+                       .poll = file_poll,
+                       .user = p};
     return sl_add_source(env, "File Source", "line:str", &fn, true, true);
 }

@@ -122,3 +122,12 @@ char *sl__xstrdup(const char *s)
     memcpy(d, s, n);
     return d;
 }
+
+char *sl__xstrndup(const char *s, size_t n)
+{
+    size_t len = strnlen(s, n);
+    char *d = sl__xmalloc(len + 1);
+    memcpy(d, s, len);
+    d[len] = 0;
+    return d;
+}

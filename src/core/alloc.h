@@ -25,6 +25,7 @@ void *sl__xmalloc(size_t n);
 void *sl__xcalloc(size_t count, size_t size);
 void *sl__xrealloc(void *p, size_t n);
 char *sl__xstrdup(const char *s);
+char *sl__xstrndup(const char *s, size_t n);
 
 /* Resets the countdown from SLUICE_FAIL_ALLOC (tests only; no-op otherwise). */
 void sl__alloc_fail_reset(long nth);

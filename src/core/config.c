@@ -5,8 +5,9 @@
  * Every key is one row of keys[] below; adding a key is adding a row (and a line in
  * docs/config.md). A config holds one text value per row, in table order, NULL meaning "not
  * set, use the default". Values are validated and normalised when set (enum values in the
- * table's case, integers in plain decimal, booleans in lower case, paths without file://),
- * so the typed getters only re-parse text that is known to be good.
+ * table's case, integers in plain decimal, booleans in lower case, paths without file://;
+ * durations, memory sizes and decimal numbers as written, trimmed), so the typed getters only
+ * re-parse text that is known to be good.
  *
  * Loading a YAML file is all or nothing: the file is applied to a copy which replaces the
  * config only when every entry was accepted, so a failed --conf leaves the config as it was.
@@ -18,6 +19,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,10 +35,13 @@
 #define MIN_MS (60 * SEC_MS)
 #define HOUR_MS (60 * MIN_MS)
 #define DAY_MS (24 * HOUR_MS)
+#define YEAR_MS (365 * DAY_MS)
 
 /* The keys, canonical (Flink 1.x) name first. Bounds are in the unit the getter returns:
  * INT as is, DURATION in milliseconds, MEMORY in bytes. An ENUM's values are '|'-separated
- * and stored in the case written here. Keep the default valid: a test checks every row. */
+ * and stored in the case written here. DOUBLE bounds are whole numbers. Keep the default
+ * valid: a test checks every row. A key without a default (.def NULL) reads as NULL until set;
+ * the code that reads it decides what "not set" means (checkpointing off, no directory). */
 static const sl__config_key keys[] = {
     {
         .name = "parallelism.default",
@@ -97,6 +102,195 @@ static const sl__config_key keys[] = {
         .def = "hashmap",
         .values = "hashmap",
         .doc = "Where keyed state lives: hashmap keeps it in memory as objects.",
+    },
+    {
+        .name = "execution.checkpointing.interval",
+        .type = SL_CFG_DURATION,
+        .min = 10,
+        .max = YEAR_MS,
+        .doc = "Interval at which checkpoints are triggered. Not set (the default): "
+               "checkpointing is disabled.",
+    },
+    {
+        .name = "execution.checkpointing.mode",
+        .type = SL_CFG_ENUM,
+        .def = "EXACTLY_ONCE",
+        .values = "EXACTLY_ONCE|AT_LEAST_ONCE",
+        .doc = "EXACTLY_ONCE aligns barriers at tasks with several inputs; AT_LEAST_ONCE does "
+               "not (lower latency, records may be counted twice after a restore).",
+    },
+    {
+        .name = "execution.checkpointing.timeout",
+        .type = SL_CFG_DURATION,
+        .def = "10 min",
+        .min = 10,
+        .max = YEAR_MS,
+        .doc = "A checkpoint not complete after this long is aborted and counted as failed.",
+    },
+    {
+        .name = "execution.checkpointing.min-pause",
+        .type = SL_CFG_DURATION,
+        .def = "0 ms",
+        .min = 0,
+        .max = YEAR_MS,
+        .doc = "Least time between the end of one checkpoint and the start of the next.",
+    },
+    {
+        .name = "execution.checkpointing.max-concurrent-checkpoints",
+        .type = SL_CFG_INT,
+        .def = "1",
+        .min = 1,
+        .max = 1000,
+        .doc = "How many checkpoints may be in progress at once; no new one is triggered "
+               "while this many are.",
+    },
+    {
+        .name = "execution.checkpointing.tolerable-failed-checkpoints",
+        .type = SL_CFG_INT,
+        .def = "0",
+        .min = 0,
+        .max = INT32_MAX,
+        .doc = "Consecutive failed checkpoints tolerated; one more fails the job and hands it "
+               "to the restart strategy.",
+    },
+    {
+        .name = "execution.checkpointing.externalized-checkpoint-retention",
+        .type = SL_CFG_ENUM,
+        .def = "NO_EXTERNALIZED_CHECKPOINTS",
+        .values = "DELETE_ON_CANCELLATION|RETAIN_ON_CANCELLATION|NO_EXTERNALIZED_CHECKPOINTS",
+        .doc = "Whether completed checkpoints outlive a cancelled job: RETAIN_ON_CANCELLATION "
+               "keeps them for a later -s; the others delete them on cancellation.",
+    },
+    {
+        .name = "state.checkpoints.dir",
+        .alias = "execution.checkpointing.dir",
+        .type = SL_CFG_PATH,
+        .doc = "Directory for checkpoints: <dir>/<job-id>/chk-<N>/. No default.",
+    },
+    {
+        .name = "state.savepoints.dir",
+        .alias = "execution.checkpointing.savepoint-dir",
+        .type = SL_CFG_PATH,
+        .doc = "Default directory for savepoints. No default.",
+    },
+    {
+        .name = "state.checkpoints.num-retained",
+        .alias = "execution.checkpointing.num-retained",
+        .type = SL_CFG_INT,
+        .def = "1",
+        .min = 1,
+        .max = 10000,
+        .doc = "Completed checkpoints kept; older ones are deleted when a new one completes.",
+    },
+    {
+        .name = "state.checkpoint-storage",
+        .alias = "execution.checkpointing.storage",
+        .type = SL_CFG_ENUM,
+        .values = "jobmanager|filesystem",
+        .doc = "Where checkpoints go: jobmanager keeps them in memory, filesystem writes them "
+               "to state.checkpoints.dir. Not set: filesystem when a checkpoint directory is "
+               "set, else jobmanager.",
+    },
+    {
+        .name = "restart-strategy.type",
+        .alias = "restart-strategy",
+        .type = SL_CFG_ENUM,
+        .values = "none|off|disable|fixed-delay|fixeddelay|failure-rate|failurerate|"
+                  "exponential-delay|exponentialdelay",
+        .doc = "What happens when the job fails. Not set: none without checkpointing; with "
+               "checkpointing fixed-delay with unlimited attempts and a 1 s delay.",
+    },
+    {
+        .name = "restart-strategy.fixed-delay.attempts",
+        .type = SL_CFG_INT,
+        .def = "1",
+        .min = 0,
+        .max = INT32_MAX,
+        .doc = "fixed-delay: restarts before the job is declared failed.",
+    },
+    {
+        .name = "restart-strategy.fixed-delay.delay",
+        .type = SL_CFG_DURATION,
+        .def = "1 s",
+        .min = 0,
+        .max = YEAR_MS,
+        .doc = "fixed-delay: wait between a failure and the restart.",
+    },
+    {
+        .name = "restart-strategy.failure-rate.max-failures-per-interval",
+        .type = SL_CFG_INT,
+        .def = "1",
+        .min = 1,
+        .max = 10000,
+        .doc = "failure-rate: failures tolerated within one interval; one more fails the job.",
+    },
+    {
+        .name = "restart-strategy.failure-rate.failure-rate-interval",
+        .type = SL_CFG_DURATION,
+        .def = "1 min",
+        .min = 1,
+        .max = YEAR_MS,
+        .doc = "failure-rate: the sliding window in which failures are counted.",
+    },
+    {
+        .name = "restart-strategy.failure-rate.delay",
+        .type = SL_CFG_DURATION,
+        .def = "1 s",
+        .min = 0,
+        .max = YEAR_MS,
+        .doc = "failure-rate: wait between a failure and the restart.",
+    },
+    {
+        .name = "restart-strategy.exponential-delay.initial-backoff",
+        .type = SL_CFG_DURATION,
+        .def = "1 s",
+        .min = 1,
+        .max = YEAR_MS,
+        .doc = "exponential-delay: wait before the first restart (and after a reset).",
+    },
+    {
+        .name = "restart-strategy.exponential-delay.max-backoff",
+        .type = SL_CFG_DURATION,
+        .def = "1 min",
+        .min = 1,
+        .max = YEAR_MS,
+        .doc = "exponential-delay: the longest wait between restarts.",
+    },
+    {
+        .name = "restart-strategy.exponential-delay.backoff-multiplier",
+        .type = SL_CFG_DOUBLE,
+        .def = "1.5",
+        .min = 1,
+        .max = 1000,
+        .doc = "exponential-delay: the wait is multiplied by this after every failure, up to "
+               "max-backoff.",
+    },
+    {
+        .name = "restart-strategy.exponential-delay.reset-backoff-threshold",
+        .type = SL_CFG_DURATION,
+        .def = "1 h",
+        .min = 1,
+        .max = YEAR_MS,
+        .doc = "exponential-delay: after running this long without a failure, the wait and the "
+               "attempt count start over.",
+    },
+    {
+        .name = "restart-strategy.exponential-delay.jitter-factor",
+        .type = SL_CFG_DOUBLE,
+        .def = "0.1",
+        .min = 0,
+        .max = 1,
+        .doc = "exponential-delay: a random amount up to this fraction of the wait is added "
+               "or subtracted, so jobs that failed together do not restart together.",
+    },
+    {
+        .name = "restart-strategy.exponential-delay.attempts-before-reset-backoff",
+        .type = SL_CFG_INT,
+        .def = "2147483647",
+        .min = 1,
+        .max = INT32_MAX,
+        .doc = "exponential-delay: restarts before the job is declared failed, counted since "
+               "the last reset (2147483647: unlimited).",
     },
     {.name = NULL},
 };
@@ -198,6 +392,8 @@ static const char *type_name(sl__config_type t)
         return "string";
     case SL_CFG_PATH:
         return "path";
+    case SL_CFG_DOUBLE:
+        return "decimal number";
     }
     return "?";
 }
@@ -420,6 +616,69 @@ static int parse_bool(const char *s, bool *out)
     return 0;
 }
 
+/* Longest decimal number accepted, white space excluded: room for the 17 significant digits
+ * and exponent of "%.17g" and then some. */
+#define DECIMAL_MAX_LEN 64
+
+/* A decimal number as Flink (Java) writes one, white space around it ignored: an optional
+ * sign, digits with an optional fraction ("2", "1.5", ".5", "3."), an optional exponent
+ * ("1e-3", "2.5E+2"). Not hex, "inf" or "nan". The syntax is checked here and the value
+ * converted by strtod, with the '.' swapped for the locale's decimal point, so a program that
+ * switched to a decimal-comma locale reads "1.5" the same. */
+static int parse_double(const char *s, double *out)
+{
+    const char *b = s, *e = s + strlen(s);
+    trim(&b, &e);
+    const char *p = b;
+    if (p < e && (*p == '+' || *p == '-'))
+        p++;
+    size_t mantissa = 0;
+    while (p < e && isdigit((unsigned char)*p))
+        p++, mantissa++;
+    const char *point = NULL;
+    if (p < e && *p == '.') {
+        point = p++;
+        while (p < e && isdigit((unsigned char)*p))
+            p++, mantissa++;
+    }
+    if (!mantissa)
+        return -1;
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < e && (*p == '+' || *p == '-'))
+            p++;
+        if (p == e || !isdigit((unsigned char)*p))
+            return -1;
+        while (p < e && isdigit((unsigned char)*p))
+            p++;
+    }
+    size_t n = (size_t)(e - b);
+    if (p != e || n > DECIMAL_MAX_LEN)
+        return -1;
+    char buf[DECIMAL_MAX_LEN + 8];
+    const char *dp = localeconv()->decimal_point;
+    size_t dl = dp && *dp ? strlen(dp) : 1;
+    if (point && dl > 7)
+        return -1; /* no locale has such a decimal point; keep buf bounded */
+    size_t o = 0;
+    for (const char *q = b; q < e; q++) {
+        if (q == point && dp && *dp) {
+            memcpy(buf + o, dp, dl);
+            o += dl;
+        } else {
+            buf[o++] = *q;
+        }
+    }
+    buf[o] = 0;
+    errno = 0;
+    char *end;
+    double v = strtod(buf, &end);
+    if (*end || (errno == ERANGE && (v > 1 || v < -1)))
+        return -1; /* overflow; an underflow to (nearly) 0 is fine */
+    *out = v;
+    return 0;
+}
+
 /* ---------------------------------------------------------------------------------------
  * Validation
  * ------------------------------------------------------------------------------------- */
@@ -493,6 +752,10 @@ static void describe(const sl__config_key *k, char *buf, size_t cap)
         return;
     case SL_CFG_PATH:
         snprintf(buf, cap, "a local path or a file:// URI");
+        return;
+    case SL_CFG_DOUBLE:
+        snprintf(buf, cap, "a decimal number from %lld to %lld", (long long)k->min,
+                 (long long)k->max);
         return;
     }
     snprintf(buf, cap, "?");
@@ -569,6 +832,12 @@ int sl__config_validate(const sl__config_key *k, const char *name, const char *v
         if (!n)
             return bad_value(k, name, value, err, cap);
         break;
+    case SL_CFG_DOUBLE: {
+        double x;
+        if (parse_double(value, &x) || x < (double)k->min || x > (double)k->max)
+            return bad_value(k, name, value, err, cap);
+        break;
+    }
     }
     *out = sl__strndup(src, n);
     if (!*out)
@@ -724,6 +993,14 @@ int64_t sl__config_memory(const sl__config *c, const char *key)
     int64_t v;
     if (sl__parse_memory(typed_value(c, key, SL_CFG_MEMORY), &v))
         sl__log_fatal("config: key %s holds an invalid memory size", key);
+    return v;
+}
+
+double sl__config_double(const sl__config *c, const char *key)
+{
+    double v;
+    if (parse_double(typed_value(c, key, SL_CFG_DOUBLE), &v))
+        sl__log_fatal("config: key %s holds an invalid decimal number", key);
     return v;
 }
 

@@ -26,6 +26,7 @@ typedef enum sl__config_type {
     SL_CFG_ENUM,     /* one of a '|'-separated list, case-insensitive; stored in list case */
     SL_CFG_STRING,   /* any text */
     SL_CFG_PATH,     /* a local path or file:// URI; stored without the scheme */
+    SL_CFG_DOUBLE,   /* decimal number "1.5", "0.1", "2", "1e-3" within [min, max] */
 } sl__config_type;
 
 typedef struct sl__config_key {
@@ -33,7 +34,7 @@ typedef struct sl__config_key {
     const char *alias; /* other accepted name (2.x or older), or NULL */
     sl__config_type type;
     const char *def;    /* default as text, NULL for none */
-    int64_t min, max;   /* INT, DURATION (ms) and MEMORY (bytes) bounds */
+    int64_t min, max;   /* INT, DOUBLE, DURATION (ms) and MEMORY (bytes) bounds */
     const char *values; /* ENUM: "STREAMING|BATCH|AUTOMATIC" */
     const char *doc;    /* one line for docs/config.md and --help */
 } sl__config_key;
@@ -76,6 +77,7 @@ int64_t sl__config_int(const sl__config *c, const char *key);
 bool sl__config_bool(const sl__config *c, const char *key);
 int64_t sl__config_duration_ms(const sl__config *c, const char *key);
 int64_t sl__config_memory(const sl__config *c, const char *key);
+double sl__config_double(const sl__config *c, const char *key);
 
 /* Parsers, also used by the API for values given in code. Return 0 or -1. */
 int sl__parse_duration_ms(const char *s, int64_t *ms);

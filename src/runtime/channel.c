@@ -10,7 +10,7 @@
 
 enum { EVENT_SLOTS = 8 };
 
-sl__gate *sl__gate_create(int nchans, atomic_bool *cancelled)
+sl__gate *sl__gate_create(int nchans, atomic_bool *cancelled, atomic_int *mail)
 {
     sl__gate *g = sl__xcalloc(1, sizeof *g);
     pthread_mutex_init(&g->mu, NULL);
@@ -18,6 +18,7 @@ sl__gate *sl__gate_create(int nchans, atomic_bool *cancelled)
     g->chans = sl__xcalloc((size_t)(nchans ? nchans : 1), sizeof *g->chans);
     g->nchans = nchans;
     g->cancelled = cancelled;
+    g->mail = mail;
     return g;
 }
 
@@ -180,14 +181,14 @@ sl__channel *sl__gate_next(sl__gate *g, sl__entry *out, void (*idle)(void *), vo
     bool idled = false;
     pthread_mutex_lock(&g->mu);
     for (;;) {
-        if (cancelled(g)) {
+        if (cancelled(g) || atomic_load_explicit(g->mail, memory_order_acquire)) {
             pthread_mutex_unlock(&g->mu);
             return NULL;
         }
         for (int k = 0; k < g->nchans; k++) {
             int i = (g->rr + k) % g->nchans;
             sl__channel *c = g->chans[i];
-            if (c->qlen == 0)
+            if (c->qlen == 0 || c->blocked)
                 continue;
             *out = c->queue[c->qhead];
             c->qhead = (c->qhead + 1) % c->qcap;

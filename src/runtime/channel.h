@@ -33,6 +33,7 @@ typedef struct sl__buffer {
 typedef enum sl__event_kind {
     SL_EV_DATA = 0,         /* a buffer of records */
     SL_EV_END_OF_PARTITION, /* the producer will send nothing more */
+    SL_EV_BARRIER,          /* checkpoint barrier; arg is the checkpoint id */
 } sl__event_kind;
 
 typedef struct sl__entry {
@@ -56,6 +57,10 @@ typedef struct sl__channel {
     bool producer_waiting;
     pthread_cond_t space; /* producer waits here for a free buffer or queue slot */
 
+    /* Consumer thread only: held back during barrier alignment (exactly-once). */
+    bool blocked;
+    bool ended;
+
     /* Producer thread only. */
     sl__buffer *cur; /* buffer being filled, NULL when none taken */
     size_t buf_size;
@@ -69,10 +74,12 @@ struct sl__gate {
     int nchans;
     int rr;                 /* consumer only: next channel to look at */
     atomic_bool *cancelled; /* the job's cancel flag */
+    atomic_int *mail;       /* the consumer task's mail flag: wakes sl__gate_next */
 };
 
-/* Creates a gate for nchans channels (added with sl__channel_create). */
-sl__gate *sl__gate_create(int nchans, atomic_bool *cancelled);
+/* Creates a gate for nchans channels (added with sl__channel_create). mail is the consumer
+ * task's mail flag: when it is set, sl__gate_next returns so the task can read its mail. */
+sl__gate *sl__gate_create(int nchans, atomic_bool *cancelled, atomic_int *mail);
 void sl__gate_destroy(sl__gate *g); /* destroys its channels too */
 /* Creates channel index of gate g with nbufs buffers of buf_size bytes. */
 sl__channel *sl__channel_create(sl__gate *g, int index, int input, int nbufs, size_t buf_size);
@@ -86,8 +93,9 @@ int sl__channel_flush(sl__channel *c);
 /* Producer: flushes and sends an event. Returns 0 or -1 when cancelled. */
 int sl__channel_send_event(sl__channel *c, sl__event_kind kind, int64_t arg);
 
-/* Consumer: takes the next entry from any channel, round-robin, blocking until one is
- * available. Returns the channel, or NULL when the job is cancelled. After handling a DATA
+/* Consumer: takes the next entry from any channel that is not blocked, round-robin,
+ * blocking until one is available. Returns the channel, or NULL when the job is cancelled
+ * or the task has mail (check both). After handling a DATA
  * entry the consumer returns its buffer with sl__gate_release. When idle is non-NULL and
  * nothing is ready, idle(arg) is called once before blocking (to flush output). */
 sl__channel *sl__gate_next(sl__gate *g, sl__entry *out, void (*idle)(void *), void *arg);

@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "runtime/runtime.h"
 #include "runtime/task.h"
 
 #include <stdarg.h>
@@ -192,6 +193,9 @@ int sl__op_open(sl_ctx *ctx)
         if (spec->field < 0)
             ctx->key_ctx = side_ctx(ctx, spec->fn.user);
     }
+    int rrc = sl__op_restore(ctx);
+    if (rrc < 0)
+        return rrc;
     ctx->out_row = sl__xcalloc((size_t)(2 * n->schema->n + 1), sizeof(sl_value));
     if (n->kind == SL_NODE_AGG || n->kind == SL_NODE_REDUCE) {
         sl_state_desc d = {.name = "_aggregate", .kind = SL_STATE_VALUE, .schema = n->schema->text};
@@ -447,8 +451,22 @@ int sl_ctx_max_parallelism(const sl_ctx *ctx)
 
 int sl_ctx_attempt(const sl_ctx *ctx)
 {
-    (void)ctx;
-    return 0;
+    return ctx->task->job->attempt;
+}
+
+bool sl__ctx_checkpointing(const sl_ctx *ctx)
+{
+    return ctx->task->job->storage != NULL;
+}
+
+const char *sl__ctx_job_id(const sl_ctx *ctx)
+{
+    return ctx->task->job->g->job_id;
+}
+
+bool sl_ctx_is_restored(const sl_ctx *ctx)
+{
+    return ctx->restored;
 }
 
 const char *sl_ctx_operator(const sl_ctx *ctx)

@@ -13,6 +13,7 @@
  * END_OF_PARTITION downstream and closes its operators.
  */
 #include "runtime/runtime.h"
+#include "checkpoint/restart.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -116,6 +117,11 @@ static int run_source(sl__task *t)
     for (;;) {
         if (cancelled(t))
             return SL_ECANCELED;
+        if (atomic_load_explicit(&t->mail, memory_order_relaxed)) {
+            int rc = sl__task_handle_mail(t);
+            if (rc < 0)
+                return rc;
+        }
         int rc = poll(head);
         sl__state_end_call(head->kb, head->os);
         sl__arena_reset(&t->arena);
@@ -153,25 +159,32 @@ static int process_buffer(sl__task *t, int input, const sl__buffer *b)
 
 static int run_inputs(sl__task *t)
 {
-    int total = 0, ended = 0;
-    for (int i = 0; i < t->ninputs; i++)
-        total += t->chans_per_input[i];
-    while (ended < total) {
+    while (t->nended < t->nchans) {
         sl__entry e;
         sl__channel *c = sl__gate_next(t->gate, &e, idle_flush, t);
-        if (!c)
-            return SL_ECANCELED;
-        if (e.kind == SL_EV_DATA) {
-            int rc = process_buffer(t, c->input, e.buf);
-            sl__gate_release(t->gate, c, e.buf);
-            sl__arena_reset(&t->arena);
+        if (!c) {
+            if (cancelled(t))
+                return SL_ECANCELED;
+            int rc = sl__task_handle_mail(t);
             if (rc < 0)
                 return rc;
-            maybe_flush(t);
-        } else if (e.kind == SL_EV_END_OF_PARTITION) {
-            ended++;
-            t->ended_per_input[c->input]++;
+            continue;
         }
+        int rc = 0;
+        if (e.kind == SL_EV_DATA) {
+            rc = process_buffer(t, c->input, e.buf);
+            sl__gate_release(t->gate, c, e.buf);
+            sl__arena_reset(&t->arena);
+            if (rc == 0)
+                maybe_flush(t);
+        } else if (e.kind == SL_EV_BARRIER) {
+            rc = sl__task_on_barrier(t, c, e.arg);
+        } else if (e.kind == SL_EV_END_OF_PARTITION) {
+            t->ended_per_input[c->input]++;
+            rc = sl__task_on_end(t, c);
+        }
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -205,6 +218,7 @@ static void *task_main(void *arg)
         sl__job_fail(job, rc, "operator '%s' (subtask %d/%d) failed: %s", t->ops[0]->node->name,
                      t->subtask + 1, t->ops[0]->parallelism, sl_strerror(rc));
     }
+    atomic_fetch_add(&job->finished_tasks, 1);
     pthread_mutex_lock(&job->mu);
     job->running--;
     pthread_cond_signal(&job->done);
@@ -316,6 +330,8 @@ static int build_job(build *b, char *err, size_t cap)
                 sl__task *t = sl__xcalloc(1, sizeof *t);
                 t->job = job;
                 t->subtask = s;
+                t->index = job->ntasks;
+                pthread_mutex_init(&t->mb.mu, NULL);
                 sl__arena_init(&t->arena);
                 b->tasks_by_head[i][s] = t;
                 job->tasks =
@@ -352,7 +368,8 @@ static int build_job(build *b, char *err, size_t cap)
         }
         for (int s = 0; s < p; s++) {
             sl__task *t = b->tasks_by_head[i][s];
-            t->gate = sl__gate_create(nchans, &job->cancelled);
+            t->gate = sl__gate_create(nchans, &job->cancelled, &t->mail);
+            t->nchans = nchans;
             job->gates = sl__xrealloc(job->gates, sizeof *job->gates * (size_t)(job->ngates + 1));
             job->gates[job->ngates++] = t->gate;
             t->ninputs = n->kind == SL_NODE_BROADCAST_CONNECT ? 2 : 1;
@@ -432,6 +449,7 @@ static void job_free(sl__job *job)
         sl__free(t->ended_per_input);
         sl__free(t->chans_per_input);
         sl__arena_close(&t->arena);
+        pthread_mutex_destroy(&t->mb.mu);
         sl__free(t);
     }
     for (int i = 0; i < job->nwriters; i++) {
@@ -458,18 +476,68 @@ static void on_signal(int sig)
     got_signal = sig;
 }
 
-int sl__runtime_run(const sl__job_graph *g, char *err, size_t cap, int *signal_out)
+static int64_t now_ms(void)
 {
-    *signal_out = 0;
+    return sl__now_ns() / 1000000;
+}
+
+/* What lives across the attempts of one sl_execute. */
+typedef struct run_state {
+    const sl__job_graph *g;
+    sl__storage *storage; /* NULL without checkpointing */
+    sl__coordinator *coord;
+    sl__restart *restart;
+    bool exactly_once;
+    sl__checkpoint_meta *restore; /* what the next attempt starts from */
+    char *restore_chk;            /* its path; NULL for in-memory checkpoints */
+    int64_t bad[32];              /* checkpoints whose restore failed */
+    int nbad;
+    int *signal_out;
+} run_state;
+
+static void drain_acks(sl__job *job, run_state *rs)
+{
+    pthread_mutex_lock(&job->mu);
+    sl__ack_msg *m = job->acks_head;
+    job->acks_head = job->acks_tail = NULL;
+    pthread_mutex_unlock(&job->mu);
+    while (m) {
+        sl__ack_msg *next = m->next;
+        char err[1024];
+        sl__coord_event ev = rs->coord ? sl__coord_ack(rs->coord, m->id, m->acks, m->nacks,
+                                                       m->declined, m->reason, err, sizeof err)
+                                       : SL_COORD_PENDING;
+        if (ev == SL_COORD_COMPLETED && !atomic_load(&job->cancelled)) {
+            for (int i = 0; i < job->ntasks; i++)
+                sl__task_post_notify(job->tasks[i], m->id);
+        } else if (ev == SL_COORD_FAIL_JOB) {
+            sl__job_fail(job, SL_EIO, "%s", err);
+        }
+        sl__free(m->acks);
+        sl__free(m);
+        m = next;
+    }
+}
+
+/* One attempt: build the execution graph, run it until it ends, drive checkpoints. */
+static int run_attempt(run_state *rs, int attempt, char *err, size_t cap)
+{
+    const sl__job_graph *g = rs->g;
     sl__job job;
     memset(&job, 0, sizeof job);
     job.g = g;
+    job.attempt = attempt;
     atomic_init(&job.cancelled, false);
+    atomic_init(&job.finished_tasks, 0);
     pthread_mutex_init(&job.mu, NULL);
     pthread_cond_init(&job.done, NULL);
     job.buffer_timeout_ns = sl__config_duration_ms(g->config, "execution.buffer-timeout") * 1000000;
     job.buf_size = (size_t)sl__config_memory(g->config, "taskmanager.memory.segment-size");
     job.nbufs = (int)sl__config_int(g->config, "taskmanager.network.memory.buffers-per-channel");
+    job.storage = rs->storage;
+    job.exactly_once = rs->exactly_once;
+    job.restore = rs->restore;
+    job.restore_chk = rs->restore_chk;
 
     build b = {.job = &job, .g = g};
     int rc = build_job(&b, err, cap);
@@ -478,15 +546,13 @@ int sl__runtime_run(const sl__job_graph *g, char *err, size_t cap, int *signal_o
         job_free(&job);
         return rc;
     }
-    SL_INFO("event=job_start job=%s tasks=%d", g->name, job.ntasks);
+    SL_INFO("event=job_start job=%s attempt=%d tasks=%d", g->name, attempt, job.ntasks);
+    if (job.storage && sl__io_start(&job) < 0) {
+        snprintf(err, cap, "cannot start the checkpoint I/O threads");
+        job_free(&job);
+        return SL_ENOMEM;
+    }
 
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    got_signal = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
     /* subtask threads do not take the signals: the handler runs on this thread */
     sigset_t block, old_mask;
     sigemptyset(&block);
@@ -508,35 +574,319 @@ int sl__runtime_run(const sl__job_graph *g, char *err, size_t cap, int *signal_o
     }
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 
+    bool aborted_pending = false;
+    int64_t wait_ms = job.storage ? 10 : 50;
     pthread_mutex_lock(&job.mu);
     while (job.running > 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000;
+        ts.tv_nsec += wait_ms * 1000000;
         if (ts.tv_nsec >= 1000000000) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&job.done, &job.mu, &ts);
-        if (got_signal && !*signal_out) {
-            *signal_out = got_signal;
-            pthread_mutex_unlock(&job.mu);
+        pthread_mutex_unlock(&job.mu);
+        if (got_signal && !*rs->signal_out) {
+            *rs->signal_out = got_signal;
             sl__job_cancel(&job, SL_ECANCELED,
                            got_signal == SIGINT ? "job cancelled by SIGINT"
                                                 : "job cancelled by SIGTERM");
-            pthread_mutex_lock(&job.mu);
         }
+        if (rs->coord) {
+            drain_acks(&job, rs);
+            if (atomic_load(&job.finished_tasks) > 0 || atomic_load(&job.cancelled)) {
+                /* checkpoints are taken while every task runs (a finished task cannot
+                 * acknowledge) */
+                if (!aborted_pending) {
+                    sl__coord_abort_pending(rs->coord);
+                    aborted_pending = true;
+                }
+            } else {
+                int64_t now = now_ms(), expired;
+                int64_t id = sl__coord_maybe_trigger(rs->coord, now);
+                if (id > 0)
+                    for (int i = 0; i < job.ntasks; i++)
+                        if (!job.tasks[i]->gate)
+                            sl__task_post_trigger(job.tasks[i], id);
+                char why[1024];
+                if (sl__coord_tick(rs->coord, now, &expired, why, sizeof why) == SL_COORD_FAIL_JOB)
+                    sl__job_fail(&job, SL_EIO, "%s", why);
+            }
+        }
+        pthread_mutex_lock(&job.mu);
     }
     pthread_mutex_unlock(&job.mu);
     for (int i = 0; i < started; i++)
         pthread_join(job.tasks[i]->thread, NULL);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-
+    if (job.storage) {
+        sl__io_stop(&job);
+        drain_acks(&job, rs);
+        sl__coord_abort_pending(rs->coord);
+    }
     rc = job.err_code;
     if (rc)
         snprintf(err, cap, "%s", job.err);
-    SL_INFO("event=job_end job=%s rc=%d", g->name, rc);
+    SL_INFO("event=job_end job=%s attempt=%d rc=%d", g->name, attempt, rc);
     job_free(&job);
+    return rc;
+}
+
+/* Checks that a checkpoint fits the job: same max parallelism, and no state of operators
+ * the job does not have unless allowed. */
+static int check_restore(const sl__job_graph *g, const sl__checkpoint_meta *m, const char *path,
+                         char *err, size_t cap)
+{
+    for (int i = 0; i < m->noperators; i++) {
+        const sl__operator_state_meta *o = &m->operators[i];
+        const sl__node *found = NULL;
+        for (int k = 0; k < g->nnodes; k++)
+            if (g->nodes[k]->uid && !strcmp(g->nodes[k]->uid, o->uid))
+                found = g->nodes[k];
+        if (!found) {
+            if (g->allow_non_restored) {
+                SL_WARN("event=state_not_restored checkpoint=%s uid=%s name=\"%s\"", path, o->uid,
+                        o->name);
+                continue;
+            }
+            snprintf(err, cap,
+                     "checkpoint %s holds state of operator uid '%s' ('%s') that this job does "
+                     "not have; pass --allow-non-restored-state to start without it",
+                     path, o->uid, o->name);
+            return SL_ESTATE;
+        }
+        if (o->max_parallelism != g->max_parallelism) {
+            snprintf(err, cap,
+                     "checkpoint %s was taken with max parallelism %d for operator '%s'; this job "
+                     "has %d (pipeline.max-parallelism): the max parallelism of a job cannot "
+                     "change across a restore",
+                     path, o->max_parallelism, o->uid, g->max_parallelism);
+            return SL_ESTATE;
+        }
+    }
+    return 0;
+}
+
+static bool is_bad(const run_state *rs, int64_t id)
+{
+    for (int i = 0; i < rs->nbad; i++)
+        if (rs->bad[i] == id)
+            return true;
+    return false;
+}
+
+/* After a failure: the newest retained checkpoint that loads becomes the restore point;
+ * a corrupt one is skipped for an older one. Without any, the restore point stays (the
+ * -s checkpoint, or none). */
+static void pick_restore(run_state *rs)
+{
+    int64_t ids[64];
+    int n = sl__storage_retained(rs->storage, ids, 64);
+    for (int i = 0; i < n; i++) {
+        if (is_bad(rs, ids[i]))
+            continue;
+        char path[4096], err[1024];
+        const char *dir = sl__storage_job_dir(rs->storage);
+        bool memory = !strcmp(dir, "memory");
+        snprintf(path, sizeof path, "%s/chk-%lld", dir, (long long)ids[i]);
+        sl__checkpoint_meta *m = NULL;
+        int rc =
+            sl__checkpoint_load(rs->storage, memory ? NULL : path, ids[i], &m, err, sizeof err);
+        if (rc < 0) {
+            SL_WARN("event=checkpoint_unusable id=%lld error=\"%s\" action=\"trying an older "
+                    "checkpoint\"",
+                    (long long)ids[i], err);
+            if (rs->nbad < 32)
+                rs->bad[rs->nbad++] = ids[i];
+            continue;
+        }
+        bool same_kind = (rs->restore_chk == NULL) == memory;
+        if (rs->restore && rs->restore->id == m->id && same_kind) {
+            sl__checkpoint_meta_free(m);
+            return;
+        }
+        sl__checkpoint_meta_free(rs->restore);
+        sl__free(rs->restore_chk);
+        rs->restore = m;
+        rs->restore_chk = memory ? NULL : sl__xstrdup(path);
+        return;
+    }
+}
+
+typedef enum outcome { FINISHED, CANCELLED, FAILED } outcome;
+
+static void retention(run_state *rs, outcome how)
+{
+    if (!rs->storage)
+        return;
+    const char *policy =
+        sl__config_get(rs->g->config, "execution.checkpointing.externalized-checkpoint-retention");
+    bool retain = how == CANCELLED ? !strcmp(policy, "RETAIN_ON_CANCELLATION")
+                  : how == FAILED  ? strcmp(policy, "NO_EXTERNALIZED_CHECKPOINTS") != 0
+                                   : false;
+    int64_t ids[1];
+    int n = sl__storage_retained(rs->storage, ids, 1);
+    const char *dir = sl__storage_job_dir(rs->storage);
+    if (retain && n > 0 && strcmp(dir, "memory"))
+        SL_LOG(SL_LOG_WARN, "event=checkpoints_retained latest=%s/chk-%lld policy=%s", dir,
+               (long long)ids[0], policy);
+    else
+        sl__storage_discard_all(rs->storage);
+}
+
+static int setup_checkpointing(run_state *rs, char *err, size_t cap)
+{
+    const sl__job_graph *g = rs->g;
+    const sl__config *c = g->config;
+    const char *interval = sl__config_get(c, "execution.checkpointing.interval");
+    if (!interval)
+        return 0;
+    const char *dir = sl__config_get(c, "state.checkpoints.dir");
+    const char *kind = sl__config_get(c, "state.checkpoint-storage");
+    if (kind && !strcmp(kind, "jobmanager"))
+        dir = NULL;
+    else if (kind && !strcmp(kind, "filesystem") && !dir) {
+        snprintf(err, cap,
+                 "state.checkpoint-storage is filesystem but state.checkpoints.dir is "
+                 "not set: give a directory, or use jobmanager (in memory)");
+        return SL_ECONFIG;
+    }
+    int retained = (int)sl__config_int(c, "state.checkpoints.num-retained");
+    rs->storage = sl__storage_create(dir, g->job_id, retained, err, cap);
+    if (!rs->storage)
+        return SL_EIO;
+    rs->exactly_once = !strcmp(sl__config_get(c, "execution.checkpointing.mode"), "EXACTLY_ONCE");
+    sl__coord_config cc = {
+        .interval_ms = sl__config_duration_ms(c, "execution.checkpointing.interval"),
+        .timeout_ms = sl__config_duration_ms(c, "execution.checkpointing.timeout"),
+        .min_pause_ms = sl__config_duration_ms(c, "execution.checkpointing.min-pause"),
+        .max_concurrent =
+            (int)sl__config_int(c, "execution.checkpointing.max-concurrent-checkpoints"),
+        .tolerable_failures =
+            (int)sl__config_int(c, "execution.checkpointing.tolerable-failed-checkpoints"),
+    };
+    int ntasks = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        /* one task per subtask of each chain head: the same rule as build_job */
+        const sl__node *n = g->nodes[i];
+        int p = node_parallelism(g, n);
+        bool head = !(n->ninputs == 1 && n->inputs[0].part == SL_PART_FORWARD &&
+                      node_parallelism(g, n->inputs[0].from) == p);
+        if (head)
+            ntasks += p;
+    }
+    int64_t first = rs->restore ? rs->restore->id + 1 : 1;
+    int64_t retained_ids[1];
+    if (sl__storage_retained(rs->storage, retained_ids, 1) > 0 && retained_ids[0] >= first)
+        first = retained_ids[0] + 1;
+    rs->coord = sl__coord_create(&cc, rs->storage, ntasks, first, g->job_id, g->name);
+    if (!rs->coord) {
+        snprintf(err, cap, "out of memory creating the checkpoint coordinator");
+        return SL_ENOMEM;
+    }
+    SL_LOG(SL_LOG_WARN, "event=checkpointing job=%s id=%s interval_ms=%lld mode=%s storage=%s",
+           g->name, g->job_id, (long long)cc.interval_ms,
+           rs->exactly_once ? "EXACTLY_ONCE" : "AT_LEAST_ONCE", sl__storage_job_dir(rs->storage));
+    return 0;
+}
+
+/* Sleeps ms, returning early (false) on SIGINT/SIGTERM. */
+static bool restart_sleep(int64_t ms)
+{
+    int64_t end = now_ms() + ms;
+    while (!got_signal) {
+        int64_t left = end - now_ms();
+        if (left <= 0)
+            return true;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (left > 20 ? 20 : left) * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+int sl__runtime_run(const sl__job_graph *g, char *err, size_t cap, int *signal_out)
+{
+    *signal_out = 0;
+    run_state rs = {.g = g, .signal_out = signal_out};
+    int rc = 0;
+    if (g->restore_path) {
+        rc = sl__checkpoint_load(NULL, g->restore_path, -1, &rs.restore, err, cap);
+        if (rc == 0)
+            rc = check_restore(g, rs.restore, g->restore_path, err, cap);
+        if (rc < 0) {
+            sl__checkpoint_meta_free(rs.restore);
+            return rc;
+        }
+        rs.restore_chk = sl__xstrdup(g->restore_path);
+        SL_LOG(SL_LOG_WARN, "event=restoring checkpoint=%s id=%lld", g->restore_path,
+               (long long)rs.restore->id);
+    }
+    rc = setup_checkpointing(&rs, err, cap);
+    if (rc == 0) {
+        rs.restart = sl__restart_create(g->config, rs.storage != NULL, (uint64_t)sl__now_ns());
+        if (!rs.restart) {
+            snprintf(err, cap, "out of memory creating the restart strategy");
+            rc = SL_ENOMEM;
+        }
+    }
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    got_signal = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    outcome how = FAILED;
+    for (int attempt = 0; rc == 0 || attempt > 0; attempt++) {
+        rc = run_attempt(&rs, attempt, err, cap);
+        if (rc == 0) {
+            how = FINISHED;
+            break;
+        }
+        if (*signal_out) {
+            how = CANCELLED;
+            break;
+        }
+        if (rs.restore && strstr(err, "restoring from checkpoint") && rs.nbad < 32)
+            rs.bad[rs.nbad++] = rs.restore->id;
+        int64_t delay = sl__restart_on_failure(rs.restart, now_ms());
+        if (delay < 0) {
+            int restarts = sl__restart_count(rs.restart);
+            if (restarts > 0 || rs.storage) {
+                char last[1024];
+                snprintf(last, sizeof last, "%s", err);
+                snprintf(err, cap,
+                         "job failed after %d restart%s (restart strategy: %s); last failure: %s",
+                         restarts, restarts == 1 ? "" : "s", sl__restart_describe(rs.restart),
+                         last);
+            }
+            break;
+        }
+        SL_LOG(SL_LOG_WARN,
+               "event=job_restarting attempt=%d delay_ms=%lld strategy=\"%s\" failure=\"%s\"",
+               attempt + 1, (long long)delay, sl__restart_describe(rs.restart), err);
+        if (!restart_sleep(delay)) {
+            *signal_out = got_signal;
+            snprintf(err, cap, "job cancelled by %s while waiting to restart",
+                     got_signal == SIGINT ? "SIGINT" : "SIGTERM");
+            rc = SL_ECANCELED;
+            how = CANCELLED;
+            break;
+        }
+        if (rs.storage)
+            pick_restore(&rs);
+        if (rs.restore)
+            SL_LOG(SL_LOG_WARN, "event=restoring attempt=%d checkpoint=%lld", attempt + 1,
+                   (long long)rs.restore->id);
+    }
+    retention(&rs, how);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sl__coord_destroy(rs.coord);
+    sl__restart_destroy(rs.restart);
+    sl__storage_destroy(rs.storage);
+    sl__checkpoint_meta_free(rs.restore);
+    sl__free(rs.restore_chk);
     return rc;
 }

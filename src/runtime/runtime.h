@@ -8,6 +8,7 @@
 #include "api/graph.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Runs g to completion. Blocks. Installs SIGINT/SIGTERM handlers for the duration (and
@@ -15,5 +16,10 @@
  * first failure with its message in err (which names operator and subtask). *signal_out
  * receives the signal number that cancelled the job, or 0. */
 int sl__runtime_run(const sl__job_graph *g, char *err, size_t cap, int *signal_out);
+
+/* For built-in connectors: whether the job takes checkpoints, and the job's id (32 hex
+ * digits, new for every sl_execute). */
+bool sl__ctx_checkpointing(const sl_ctx *ctx);
+const char *sl__ctx_job_id(const sl_ctx *ctx);
 
 #endif

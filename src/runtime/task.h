@@ -7,6 +7,8 @@
 #define SL_RUNTIME_TASK_H
 
 #include "api/graph.h"
+#include "checkpoint/coordinator.h"
+#include "checkpoint/storage.h"
 #include "core/arena.h"
 #include "runtime/channel.h"
 #include "state/state.h"
@@ -67,7 +69,17 @@ struct sl_ctx {
     int nbcast;
     bool opened;
     bool ended;
+    bool restored; /* state came from a checkpoint (sl_ctx_is_restored) */
 };
+
+/* Messages to a task from the coordinator, read on the task's thread between records. */
+enum { SL_MAX_TRIGGERS = 64 };
+typedef struct sl__mailbox {
+    pthread_mutex_t mu;
+    int64_t triggers[SL_MAX_TRIGGERS]; /* checkpoints to start (sources only) */
+    int ntriggers;
+    int64_t notify; /* highest completed checkpoint not yet notified, 0 if none */
+} sl__mailbox;
 
 struct sl__task {
     sl__job *job;
@@ -87,7 +99,47 @@ struct sl__task {
     bool dirty;
     int64_t dirty_since_ns;
     bool failed;
+
+    /* checkpointing, task thread only unless noted */
+    atomic_int mail; /* any thread sets it, with the mailbox filled first */
+    sl__mailbox mb;
+    int index;                        /* in job->tasks */
+    int nchans;                       /* input channels */
+    int nended;                       /* channels that delivered END_OF_PARTITION */
+    int64_t align_id;                 /* exactly-once: checkpoint being aligned, 0 if none */
+    int align_count;                  /* barriers of align_id received */
+    int64_t alo_ids[SL_MAX_TRIGGERS]; /* at-least-once: barriers counted per checkpoint */
+    int alo_counts[SL_MAX_TRIGGERS];
+    int nalo;
+    int64_t last_barrier; /* newest checkpoint snapshotted */
+    int64_t notified;     /* newest checkpoint notified */
 };
+
+/* An asynchronous snapshot part: what one operator instance hands to the I/O thread. */
+typedef struct sl__io_op {
+    const char *uid, *name;
+    int parallelism, max_parallelism, subtask;
+    int kg_start, kg_end;
+    sl__keyed_snapshot *snap; /* NULL when the operator has no keyed state */
+    sl__buf op_state;
+} sl__io_op;
+
+typedef struct sl__io_job {
+    int64_t id;
+    sl__io_op *ops;
+    int nops;
+    struct sl__io_job *next;
+} sl__io_job;
+
+/* An acknowledgement on its way from an I/O thread to the coordinator. */
+typedef struct sl__ack_msg {
+    int64_t id;
+    sl__op_ack *acks;
+    int nacks;
+    bool declined;
+    char reason[512];
+    struct sl__ack_msg *next;
+} sl__ack_msg;
 
 struct sl__job {
     const sl__job_graph *g;
@@ -106,7 +158,38 @@ struct sl__job {
     int64_t buffer_timeout_ns;
     size_t buf_size;
     int nbufs;
+    int attempt;
+    atomic_int finished_tasks;
+
+    /* checkpointing (NULL storage: off) */
+    sl__storage *storage;
+    bool exactly_once;
+    const sl__checkpoint_meta *restore; /* state to start from, or NULL */
+    const char *restore_chk;            /* its path (NULL for memory storage) */
+    pthread_t io_threads[2];
+    int nio;
+    sl__io_job *io_head, *io_tail; /* guarded by io_mu */
+    bool io_stop;
+    pthread_mutex_t io_mu;
+    pthread_cond_t io_cv;
+    sl__ack_msg *acks_head, *acks_tail; /* guarded by mu; the main loop drains them */
 };
+
+/* ---- checkpointing.c ---- */
+
+/* Starts and stops the I/O threads of a job with checkpointing. */
+int sl__io_start(sl__job *job);
+void sl__io_stop(sl__job *job);
+/* Posts to a task's mailbox (any thread). */
+void sl__task_post_trigger(sl__task *t, int64_t id);
+void sl__task_post_notify(sl__task *t, int64_t id);
+/* Task thread: reads the mailbox; a source starts the checkpoints it was asked for. */
+int sl__task_handle_mail(sl__task *t);
+/* Task thread: a barrier (or the end of a channel, id 0) arrived on channel c. */
+int sl__task_on_barrier(sl__task *t, sl__channel *c, int64_t id);
+int sl__task_on_end(sl__task *t, sl__channel *c);
+/* Task thread, in open: loads this operator instance's state from job->restore. */
+int sl__op_restore(sl_ctx *ctx);
 
 /* Fails the job with a message (the first failure wins) and cancels every task. */
 void sl__job_fail(sl__job *job, int code, const char *fmt, ...)

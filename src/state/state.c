@@ -447,6 +447,24 @@ int sl__keyed_backend_restore_kg(sl__keyed_backend *be, int key_group, const uin
     return be->ops->restore_kg(be, key_group, p ? p : &empty, len, err, cap);
 }
 
+sl__keyed_snapshot *sl__keyed_backend_snapshot_begin(sl__keyed_backend *be)
+{
+    return be ? be->ops->snapshot_begin(be) : NULL;
+}
+
+int sl__keyed_snapshot_write_kg(sl__keyed_snapshot *s, int kg, sl__buf *out)
+{
+    if (!s || !out || kg < s->kg_start || kg >= s->kg_end)
+        return SL_EINVAL;
+    return s->ops->write_kg(s, kg, out);
+}
+
+void sl__keyed_snapshot_release(sl__keyed_snapshot *s)
+{
+    if (s)
+        s->ops->release(s);
+}
+
 /* ---- Checks shared by the public functions ---------------------------------------------- */
 
 static int wrong_kind(sl_state *st, const char *call, const char *want)

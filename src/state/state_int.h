@@ -11,7 +11,10 @@
  * implements them for unscoped operator list and broadcast state. table.c holds the pieces
  * both use. Nothing outside src/state includes this header (unit tests may).
  *
- * Threads: everything here belongs to one subtask thread.
+ * Threads: everything here belongs to one subtask thread, except what an asynchronous
+ * snapshot (sl__keyed_snapshot) reads from another thread: entries, list vectors and map
+ * tables that the snapshot can reach, which the task thread then leaves unchanged (see
+ * heap/heap_backend.c), and the release path named there.
  */
 #ifndef SL_STATE_STATE_INT_H
 #define SL_STATE_STATE_INT_H
@@ -21,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ---- Bounded reading of untrusted bytes (snapshots) ------------------------------------ */
 
@@ -76,7 +80,9 @@ const char *sl__state_kind_name(int kind);
  * per entry. The slab hands out blocks in multiples of 8 bytes carved from 64 KiB pages,
  * with one free list per size; blocks above SL__SLAB_MAX come from the allocator directly.
  * Freeing needs the block's size (the caller recomputes it from the blob header). Pages are
- * returned only by sl__slab_close. Under AddressSanitizer free blocks are poisoned. */
+ * returned only by sl__slab_close. Under AddressSanitizer free blocks are poisoned.
+ * `used` counts the bytes of blocks handed out and not yet freed (small and large), for
+ * tests and metrics. */
 
 #define SL__SLAB_GRAIN 8
 #define SL__SLAB_MAX 256
@@ -87,6 +93,7 @@ typedef struct sl__slab {
     uint8_t *cur;                                  /* bump pointer in the newest page */
     size_t left;                                   /* bytes left there */
     void *pages;                                   /* linked through each page's first word */
+    size_t used;                                   /* bytes in blocks handed out */
 } sl__slab;
 
 void sl__slab_init(sl__slab *s);
@@ -100,19 +107,41 @@ void sl__slab_close(sl__slab *s);
 /* ---- Entry blobs (table.c) ---------------------------------------------------------------
  *
  * An entry is one slab block:
- *   u64 hash | varint alen | varint blen | varint vlen | a bytes | b bytes | v bytes
+ *   u32 hash | u32 version | varint alen | varint blen | varint vlen | a | b | v
  * padded to a multiple of 8. (a, b) is the address: (key, namespace) in the heap backend's
  * tables, (user key, empty) in maps. v is the value: a serialized row, or for list and map
  * entries of the heap backend an 8-byte pointer to the list's vector or the map's table.
- * The hash is stored so that resizing never rehashes bytes. */
+ * The hash is stored so that resizing never rehashes bytes; it is the 64-bit hash folded to
+ * 32 bits (sl__ent_hash32), which is plenty to place and filter entries, and leaves room
+ * in the same 8 bytes for the version: the heap backend's snapshot version the entry was
+ * written in (copy-on-write snapshots, heap/heap_backend.c); 0 elsewhere. Callers pass
+ * 64-bit hashes; the functions below fold them. */
 
 typedef struct sl__ent {
-    uint64_t hash;
+    uint32_t hash; /* folded */
+    uint32_t version;
     const uint8_t *a, *b;
     uint8_t *v;
     size_t alen, blen, vlen;
     size_t size; /* block size */
 } sl__ent;
+
+static inline uint32_t sl__ent_hash32(uint64_t h)
+{
+    return (uint32_t)(h ^ (h >> 32)); /* the identity on values below 2^32 */
+}
+
+static inline uint32_t sl__ent_version(const uint8_t *e)
+{
+    uint32_t v;
+    memcpy(&v, e + 4, 4);
+    return v;
+}
+
+static inline void sl__ent_set_version(uint8_t *e, uint32_t v)
+{
+    memcpy(e + 4, &v, 4);
+}
 
 static inline size_t sl__ent_size(size_t alen, size_t blen, size_t vlen)
 {
@@ -121,15 +150,16 @@ static inline size_t sl__ent_size(size_t alen, size_t blen, size_t vlen)
     return (n + SL__SLAB_GRAIN - 1) & ~(size_t)(SL__SLAB_GRAIN - 1);
 }
 
-/* A new entry holding copies of a, b and v (v may be NULL: left uninitialised).
+/* A new entry (version 0) holding copies of a, b and v (v may be NULL: left uninitialised).
  * may_fail: NULL on out of memory; else aborts. */
 uint8_t *sl__ent_make(sl__slab *s, uint64_t hash, const void *a, size_t alen, const void *b,
                       size_t blen, const void *v, size_t vlen, bool may_fail);
 /* Decodes an entry's header. */
 void sl__ent_view(const uint8_t *e, sl__ent *out);
 /* Replaces the value with vlen bytes from v: in place when the block size stays the same,
- * else in a new block (the old one is freed). Returns the entry's (possibly new) address;
- * NULL only when may_fail and out of memory (then e is unchanged). v must not point into e. */
+ * else in a new block (the old one is freed; the version is kept). Returns the entry's
+ * (possibly new) address; NULL only when may_fail and out of memory (then e is unchanged).
+ * v must not point into e. */
 uint8_t *sl__ent_set_value(sl__slab *s, uint8_t *e, const void *v, size_t vlen, bool may_fail);
 void sl__ent_free(sl__slab *s, uint8_t *e);
 
@@ -178,6 +208,9 @@ int sl__kv_put(sl__htab *t, sl__slab *s, const uint8_t *k, size_t kn, const uint
 int sl__kv_remove(sl__htab *t, sl__slab *s, const uint8_t *k, size_t kn);
 /* Frees every entry and the slots. */
 void sl__kv_clear(sl__htab *t, sl__slab *s);
+/* Makes dst (empty) a deep copy of src: the same capacity and slot order, each entry copied.
+ * 0, or SL_ENOMEM (only when may_fail; dst is then empty). Only reads src. */
+int sl__kv_copy(sl__htab *dst, const sl__htab *src, sl__slab *s, bool may_fail);
 /* Serialized size of the map's pairs (each key and value as varint length + bytes). */
 size_t sl__kv_pairs_size(const sl__htab *t);
 /* Writes the pairs at p; returns the end. */
@@ -196,6 +229,9 @@ typedef struct sl__vec {
 /* Appends count elements (n bytes at p) to v (NULL: a new vector). Returns the vector,
  * possibly moved; NULL only when may_fail and out of memory (v then unchanged). */
 sl__vec *sl__vec_append(sl__vec *v, const uint8_t *p, size_t n, size_t count, bool may_fail);
+/* A new vector holding v's elements with room for extra more bytes (at least v's capacity,
+ * so appends keep doubling). Only reads v. Aborts on out of memory (per-record path). */
+sl__vec *sl__vec_copy(const sl__vec *v, size_t extra);
 
 /* ---- Iterators ------------------------------------------------------------------------- */
 
@@ -247,9 +283,10 @@ typedef struct sl__state_ops {
     int (*map_get)(sl_state *st, const uint8_t *k, size_t kn, const uint8_t **v, size_t *vn);
     void (*map_put)(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn);
     int (*map_remove)(sl_state *st, const uint8_t *k, size_t kn); /* 1 removed, 0 absent */
-    /* The map's table for iteration, NULL when empty. Its address stays the same until the
-     * map is removed, which is a write. (A backend without in-memory tables, RocksDB, will
-     * need a cursor operation here instead.) */
+    /* The map's table for iteration, NULL when empty. It stays valid until the next write
+     * to the state (which may replace the table: copy-on-write while a snapshot is live).
+     * (A backend without in-memory tables, RocksDB, will need a cursor operation here
+     * instead.) */
     const sl__htab *(*map_table)(sl_state *st);
     /* Every kind: removes the scope's value. 1 removed, 0 absent. */
     int (*clear)(sl_state *st);
@@ -315,7 +352,21 @@ typedef struct sl__backend_ops {
     int (*snapshot_kg)(sl__keyed_backend *be, int key_group, sl__buf *out);
     int (*restore_kg)(sl__keyed_backend *be, int key_group, const uint8_t *p, size_t len, char *err,
                       size_t cap);
+    /* Asynchronous snapshots (state.h): begin on the task thread; NULL on out of memory. */
+    sl__keyed_snapshot *(*snapshot_begin)(sl__keyed_backend *be);
 } sl__backend_ops;
+
+/* Every backend's snapshot starts with this; kg_start/kg_end are the backend's range (the
+ * generic functions in state.c check kg against it). */
+typedef struct sl__snapshot_ops {
+    int (*write_kg)(sl__keyed_snapshot *s, int key_group, sl__buf *out);
+    void (*release)(sl__keyed_snapshot *s);
+} sl__snapshot_ops;
+
+struct sl__keyed_snapshot {
+    const sl__snapshot_ops *ops;
+    int kg_start, kg_end;
+};
 
 /* Every backend starts with this. */
 struct sl__keyed_backend {
@@ -334,8 +385,24 @@ struct sl__keyed_backend {
 int sl__keyed_backend_init(sl__keyed_backend *be, const sl__backend_ops *ops, int max_parallelism,
                            int kg_start, int kg_end, const sl__schema *key_schema);
 
+/* Counters of the heap backend, for tests and metrics (task thread). */
+typedef struct sl__heap_stats {
+    size_t slab_used;      /* bytes in slab blocks: entries and map entries */
+    size_t deferred;       /* replaced or removed entries kept for live snapshots */
+    size_t live_snapshots; /* begun and not yet seen released by the task thread */
+    uint32_t version;      /* the backend's snapshot version */
+} sl__heap_stats;
+
+/* First reclaims what released snapshots kept (as any backend call on the task thread
+ * may), then fills *out. be must be a heap backend. */
+void sl__heap_backend_stats(sl__keyed_backend *be, sl__heap_stats *out);
+#ifdef SL_TESTING
+/* Sets the snapshot version counter (tests of its wrap-around). No snapshot may be live. */
+void sl__heap_backend_set_version(sl__keyed_backend *be, uint32_t version);
+#endif
+
 /* Scope hash of the current key and st's namespace: the key hash alone when the namespace
- * is empty, so entries without namespace keep the key's hash. */
+ * is empty. */
 static inline uint64_t sl__scope_hash(uint64_t key_hash, uint64_t ns_hash, size_t ns_len)
 {
     if (!ns_len)

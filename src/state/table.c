@@ -51,13 +51,18 @@ static void push_free(sl__slab *s, void *p, size_t n)
 void *sl__slab_alloc(sl__slab *s, size_t n, bool may_fail)
 {
     n = round_grain(n ? n : 1);
-    if (n > SL__SLAB_MAX)
-        return may_fail ? sl__malloc(n) : sl__xmalloc(n);
+    if (n > SL__SLAB_MAX) {
+        void *p = may_fail ? sl__malloc(n) : sl__xmalloc(n);
+        if (p)
+            s->used += n;
+        return p;
+    }
     size_t c = n / SL__SLAB_GRAIN;
     void *p = s->free[c];
     if (p) {
         UNPOISON(p, n);
         memcpy(&s->free[c], p, sizeof(void *));
+        s->used += n;
         return p;
     }
     if (s->left < n) {
@@ -77,6 +82,7 @@ void *sl__slab_alloc(sl__slab *s, size_t n, bool may_fail)
     p = s->cur;
     s->cur += n;
     s->left -= n;
+    s->used += n;
     UNPOISON(p, n);
     return p;
 }
@@ -86,6 +92,8 @@ void sl__slab_free(sl__slab *s, void *p, size_t n)
     if (!p)
         return;
     n = round_grain(n ? n : 1);
+    SL_ASSERT(s->used >= n);
+    s->used -= n;
     if (n > SL__SLAB_MAX) {
         sl__free(p);
         return;
@@ -132,7 +140,9 @@ uint8_t *sl__ent_make(sl__slab *s, uint64_t hash, const void *a, size_t alen, co
     uint8_t *e = sl__slab_alloc(s, sl__ent_size(alen, blen, vlen), may_fail);
     if (!e)
         return NULL;
-    memcpy(e, &hash, 8);
+    uint32_t h = sl__ent_hash32(hash), version = 0;
+    memcpy(e, &h, 4);
+    memcpy(e + 4, &version, 4);
     uint8_t *p = e + 8;
     p = sl__varint_write(p, alen);
     p = sl__varint_write(p, blen);
@@ -150,7 +160,8 @@ uint8_t *sl__ent_make(sl__slab *s, uint64_t hash, const void *a, size_t alen, co
 
 void sl__ent_view(const uint8_t *e, sl__ent *x)
 {
-    memcpy(&x->hash, e, 8);
+    memcpy(&x->hash, e, 4);
+    memcpy(&x->version, e + 4, 4);
     const uint8_t *p = get_varint(e + 8, &x->alen);
     p = get_varint(p, &x->blen);
     p = get_varint(p, &x->vlen);
@@ -183,6 +194,7 @@ uint8_t *sl__ent_set_value(sl__slab *s, uint8_t *e, const void *v, size_t vlen, 
     uint8_t *ne = sl__ent_make(s, x.hash, x.a, x.alen, x.b, x.blen, v, vlen, may_fail);
     if (!ne)
         return NULL;
+    sl__ent_set_version(ne, x.version);
     sl__slab_free(s, e, x.size);
     return ne;
 }
@@ -196,15 +208,16 @@ void sl__ent_free(sl__slab *s, uint8_t *e)
 
 /* ---- Tables ---------------------------------------------------------------------------- */
 
-static inline size_t home(const sl__htab *t, uint64_t h)
+/* h is a folded (32-bit) hash; the 64-bit product still spreads all its bits to the top. */
+static inline size_t home(const sl__htab *t, uint32_t h)
 {
-    return (size_t)((h * 0x9E3779B97F4A7C15ULL) >> t->shift);
+    return (size_t)(((uint64_t)h * 0x9E3779B97F4A7C15ULL) >> t->shift);
 }
 
-static inline uint64_t ent_hash(const uint8_t *e)
+static inline uint32_t ent_hash(const uint8_t *e)
 {
-    uint64_t h;
-    memcpy(&h, e, 8);
+    uint32_t h;
+    memcpy(&h, e, 4);
     return h;
 }
 
@@ -227,7 +240,7 @@ static inline bool ent_is(const uint8_t *e, const void *a, size_t alen, const vo
 _Thread_local uint64_t sl__htab_finds;
 #endif
 
-bool sl__htab_find(const sl__htab *t, uint64_t hash, const void *a, size_t alen, const void *b,
+bool sl__htab_find(const sl__htab *t, uint64_t hash64, const void *a, size_t alen, const void *b,
                    size_t blen, size_t *slot)
 {
 #ifdef SL_TESTING
@@ -237,6 +250,7 @@ bool sl__htab_find(const sl__htab *t, uint64_t hash, const void *a, size_t alen,
         *slot = 0;
         return false;
     }
+    uint32_t hash = sl__ent_hash32(hash64);
     for (size_t i = home(t, hash);; i = (i + 1) & t->mask) {
         const uint8_t *e = t->slots[i];
         if (!e) {
@@ -382,6 +396,39 @@ void sl__kv_clear(sl__htab *t, sl__slab *s)
     sl__htab_close(t);
 }
 
+int sl__kv_copy(sl__htab *dst, const sl__htab *src, sl__slab *s, bool may_fail)
+{
+    memset(dst, 0, sizeof *dst);
+    if (!src->slots)
+        return 0;
+    size_t cap = src->mask + 1;
+    uint8_t **slots = may_fail ? sl__calloc(cap, sizeof *slots) : sl__xcalloc(cap, sizeof *slots);
+    if (!slots)
+        return SL_ENOMEM;
+    *dst = *src;
+    dst->slots = slots;
+    /* Entries are self-contained blobs: a byte copy is a valid entry at the same slot. */
+    for (size_t i = 0; i < cap; i++) {
+        const uint8_t *e = src->slots[i];
+        if (!e)
+            continue;
+        sl__ent x;
+        sl__ent_view(e, &x);
+        uint8_t *ne = sl__slab_alloc(s, x.size, may_fail);
+        if (!ne) {
+            dst->count = 0;
+            for (size_t j = 0; j < i; j++)
+                if (slots[j])
+                    sl__ent_free(s, slots[j]);
+            sl__htab_close(dst);
+            return SL_ENOMEM;
+        }
+        memcpy(ne, e, x.size);
+        slots[i] = ne;
+    }
+    return 0;
+}
+
 size_t sl__kv_pairs_size(const sl__htab *t)
 {
     size_t n = 0, pos = 0;
@@ -428,6 +475,21 @@ int sl__kv_load_pairs(sl__htab *t, sl__slab *s, const uint8_t *p, size_t n, uint
 }
 
 /* ---- Vectors --------------------------------------------------------------------------- */
+
+sl__vec *sl__vec_copy(const sl__vec *v, size_t extra)
+{
+    size_t cap = v->len + extra;
+    SL_ASSERT(cap >= v->len && cap < SIZE_MAX - sizeof(sl__vec));
+    if (cap < v->cap)
+        cap = v->cap;
+    sl__vec *nv = sl__xmalloc(sizeof *nv + cap);
+    nv->len = v->len;
+    nv->count = v->count;
+    nv->cap = cap;
+    if (v->len)
+        memcpy(nv->data, v->data, v->len);
+    return nv;
+}
 
 sl__vec *sl__vec_append(sl__vec *v, const uint8_t *p, size_t n, size_t count, bool may_fail)
 {

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 
@@ -65,6 +66,29 @@ TEST(key_table_is_exactly_the_documented_keys)
         "taskmanager.memory.segment-size",
         "taskmanager.network.memory.buffers-per-channel",
         "state.backend.type",
+        "execution.checkpointing.interval",
+        "execution.checkpointing.mode",
+        "execution.checkpointing.timeout",
+        "execution.checkpointing.min-pause",
+        "execution.checkpointing.max-concurrent-checkpoints",
+        "execution.checkpointing.tolerable-failed-checkpoints",
+        "execution.checkpointing.externalized-checkpoint-retention",
+        "state.checkpoints.dir",
+        "state.savepoints.dir",
+        "state.checkpoints.num-retained",
+        "state.checkpoint-storage",
+        "restart-strategy.type",
+        "restart-strategy.fixed-delay.attempts",
+        "restart-strategy.fixed-delay.delay",
+        "restart-strategy.failure-rate.max-failures-per-interval",
+        "restart-strategy.failure-rate.failure-rate-interval",
+        "restart-strategy.failure-rate.delay",
+        "restart-strategy.exponential-delay.initial-backoff",
+        "restart-strategy.exponential-delay.max-backoff",
+        "restart-strategy.exponential-delay.backoff-multiplier",
+        "restart-strategy.exponential-delay.reset-backoff-threshold",
+        "restart-strategy.exponential-delay.jitter-factor",
+        "restart-strategy.exponential-delay.attempts-before-reset-backoff",
     };
     int n = 0;
     for (const sl__config_key *k = sl__config_keys(); k->name; k++)
@@ -75,24 +99,45 @@ TEST(key_table_is_exactly_the_documented_keys)
     CHECK_EQ_STR(find_row("execution.buffer-timeout")->alias, "execution.buffer-timeout.interval");
     CHECK_EQ_STR(find_row("state.backend.type")->alias, "state.backend");
     CHECK(!find_row("parallelism.default")->alias);
+    /* Flink 2.x names of the checkpointing keys, and 1.x's restart-strategy */
+    CHECK_EQ_STR(find_row("state.checkpoints.dir")->alias, "execution.checkpointing.dir");
+    CHECK_EQ_STR(find_row("state.savepoints.dir")->alias, "execution.checkpointing.savepoint-dir");
+    CHECK_EQ_STR(find_row("state.checkpoints.num-retained")->alias,
+                 "execution.checkpointing.num-retained");
+    CHECK_EQ_STR(find_row("state.checkpoint-storage")->alias, "execution.checkpointing.storage");
+    CHECK_EQ_STR(find_row("restart-strategy.type")->alias, "restart-strategy");
+    CHECK(!find_row("execution.checkpointing.externalized-checkpoint-retention")->alias);
 }
 
 TEST(every_default_is_valid_and_every_key_documented)
 {
+    /* Keys whose absence means something (checkpointing off, no directory, a default that
+     * depends on other keys): they have no default text. */
+    static const char *no_default[] = {"execution.checkpointing.interval", "state.checkpoints.dir",
+                                       "state.savepoints.dir", "state.checkpoint-storage",
+                                       "restart-strategy.type"};
     char err[256];
     for (const sl__config_key *k = sl__config_keys(); k->name; k++) {
         CHECK(k->doc && *k->doc);
-        CHECK(k->def);
+        bool expect_none = false;
+        for (size_t i = 0; i < sizeof no_default / sizeof no_default[0]; i++)
+            expect_none |= !strcmp(k->name, no_default[i]);
+        if (expect_none != !k->def)
+            FAIL_AT("%s: default %s, expected %s", k->name, k->def ? k->def : "(none)",
+                    expect_none ? "none" : "one");
+        if (k->type == SL_CFG_INT || k->type == SL_CFG_DURATION || k->type == SL_CFG_MEMORY ||
+            k->type == SL_CFG_DOUBLE)
+            CHECK(k->min <= k->max);
+        if (k->type == SL_CFG_ENUM)
+            CHECK(k->values && *k->values);
+        if (!k->def)
+            continue;
         char *v = NULL;
         int rc = sl__config_validate(k, k->name, k->def, &v, err, sizeof err);
         if (rc)
             FAIL_AT("default of %s rejected: %s", k->name, err);
         CHECK_EQ_STR(v, k->def);
         sl__free(v);
-        if (k->type == SL_CFG_INT || k->type == SL_CFG_DURATION || k->type == SL_CFG_MEMORY)
-            CHECK(k->min <= k->max);
-        if (k->type == SL_CFG_ENUM)
-            CHECK(k->values && *k->values);
     }
 }
 
@@ -757,6 +802,254 @@ TEST(out_of_memory_at_every_allocation)
     tmp_cleanup(&t);
 }
 
+TEST(checkpoint_and_restart_defaults)
+{
+    sl__config *c = sl__config_create();
+    /* no default: checkpointing off, no directories, strategy and storage chosen at run time */
+    CHECK(!sl__config_get(c, "execution.checkpointing.interval"));
+    CHECK(!sl__config_get(c, "state.checkpoints.dir"));
+    CHECK(!sl__config_get(c, "execution.checkpointing.savepoint-dir"));
+    CHECK(!sl__config_get(c, "state.checkpoint-storage"));
+    CHECK(!sl__config_get(c, "restart-strategy.type"));
+    CHECK(!sl__config_get(c, "restart-strategy"));
+    CHECK_EQ_STR(sl__config_get(c, "execution.checkpointing.mode"), "EXACTLY_ONCE");
+    CHECK_EQ_INT(sl__config_duration_ms(c, "execution.checkpointing.timeout"), 600000);
+    CHECK_EQ_INT(sl__config_duration_ms(c, "execution.checkpointing.min-pause"), 0);
+    CHECK_EQ_INT(sl__config_int(c, "execution.checkpointing.max-concurrent-checkpoints"), 1);
+    CHECK_EQ_INT(sl__config_int(c, "execution.checkpointing.tolerable-failed-checkpoints"), 0);
+    CHECK_EQ_STR(sl__config_get(c, "execution.checkpointing.externalized-checkpoint-retention"),
+                 "NO_EXTERNALIZED_CHECKPOINTS");
+    CHECK_EQ_INT(sl__config_int(c, "state.checkpoints.num-retained"), 1);
+    CHECK_EQ_INT(sl__config_int(c, "restart-strategy.fixed-delay.attempts"), 1);
+    CHECK_EQ_INT(sl__config_duration_ms(c, "restart-strategy.fixed-delay.delay"), 1000);
+    CHECK_EQ_INT(sl__config_int(c, "restart-strategy.failure-rate.max-failures-per-interval"), 1);
+    CHECK_EQ_INT(sl__config_duration_ms(c, "restart-strategy.failure-rate.failure-rate-interval"),
+                 60000);
+    CHECK_EQ_INT(sl__config_duration_ms(c, "restart-strategy.failure-rate.delay"), 1000);
+    CHECK_EQ_INT(sl__config_duration_ms(c, "restart-strategy.exponential-delay.initial-backoff"),
+                 1000);
+    CHECK_EQ_INT(sl__config_duration_ms(c, "restart-strategy.exponential-delay.max-backoff"),
+                 60000);
+    CHECK(sl__config_double(c, "restart-strategy.exponential-delay.backoff-multiplier") == 1.5);
+    CHECK_EQ_INT(
+        sl__config_duration_ms(c, "restart-strategy.exponential-delay.reset-backoff-threshold"),
+        3600000);
+    CHECK(sl__config_double(c, "restart-strategy.exponential-delay.jitter-factor") == 0.1);
+    CHECK_EQ_INT(
+        sl__config_int(c, "restart-strategy.exponential-delay.attempts-before-reset-backoff"),
+        2147483647);
+    sl__config_destroy(c);
+}
+
+TEST(checkpoint_aliases_set_the_canonical_keys)
+{
+    char err[256];
+    sl__config *c = sl__config_create();
+    static const struct {
+        const char *alias, *canonical, *in, *out;
+    } cases[] = {
+        {"execution.checkpointing.dir", "state.checkpoints.dir", "file:///data/cp", "/data/cp"},
+        {"execution.checkpointing.savepoint-dir", "state.savepoints.dir", " /data/sp ", "/data/sp"},
+        {"execution.checkpointing.num-retained", "state.checkpoints.num-retained", "+3", "3"},
+        {"execution.checkpointing.storage", "state.checkpoint-storage", "FileSystem", "filesystem"},
+        {"restart-strategy", "restart-strategy.type", "Fixed-Delay", "fixed-delay"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(!sl__config_is_set(c, cases[i].canonical));
+        CHECK_EQ_INT(sl__config_set(c, cases[i].alias, cases[i].in, err, sizeof err), 0);
+        CHECK(sl__config_is_set(c, cases[i].canonical));
+        CHECK_EQ_STR(sl__config_get(c, cases[i].canonical), cases[i].out);
+        CHECK_EQ_STR(sl__config_get(c, cases[i].alias), cases[i].out);
+    }
+    /* the canonical name replaces what the alias set, and the other way round */
+    CHECK_EQ_INT(sl__config_set(c, "state.checkpoints.dir", "/other", err, sizeof err), 0);
+    CHECK_EQ_STR(sl__config_get(c, "execution.checkpointing.dir"), "/other");
+    CHECK_EQ_INT(sl__config_set(c, "restart-strategy.type", "exponentialdelay", err, sizeof err),
+                 0);
+    CHECK_EQ_STR(sl__config_get(c, "restart-strategy"), "exponentialdelay");
+    /* enum values keep Flink's spellings, stored in the table's case */
+    CHECK_EQ_INT(
+        sl__config_set(c, "execution.checkpointing.mode", "at_least_once", err, sizeof err), 0);
+    CHECK_EQ_STR(sl__config_get(c, "execution.checkpointing.mode"), "AT_LEAST_ONCE");
+    CHECK_EQ_INT(sl__config_set(c, "execution.checkpointing.externalized-checkpoint-retention",
+                                "retain_on_cancellation", err, sizeof err),
+                 0);
+    CHECK_EQ_STR(sl__config_get(c, "execution.checkpointing.externalized-checkpoint-retention"),
+                 "RETAIN_ON_CANCELLATION");
+    /* a misspelt 2.x name is suggested */
+    CHECK_EQ_INT(sl__config_set(c, "execution.checkpointing.intervall", "1 s", err, sizeof err),
+                 SL_ECONFIG);
+    CHECK_CONTAINS(err, "did you mean \"execution.checkpointing.interval\"?");
+    sl__config_destroy(c);
+}
+
+TEST(decimal_values)
+{
+    static const struct {
+        const char *text;
+        double v;
+    } good[] = {{"1.5", 1.5},
+                {"2", 2.0},
+                {" 1.25 ", 1.25},
+                {"+3.", 3.0},
+                {"1.", 1.0},
+                {"1000", 1000},
+                {"001.50", 1.5},
+                {"1.000", 1.0},
+                {"999.999", 999.999},
+                {"1e0", 1.0},
+                {"2.5E+2", 250.0},
+                {"15e-1", 1.5},
+                {"1.1000000000000001", 1.1},
+                {"1.0000000000000000", 1.0}};
+    char err[256];
+    sl__config *c = sl__config_create();
+    const char *key = "restart-strategy.exponential-delay.backoff-multiplier";
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        if (sl__config_set(c, key, good[i].text, err, sizeof err))
+            FAIL_AT("\"%s\" rejected: %s", good[i].text, err);
+        if (sl__config_double(c, key) != good[i].v)
+            FAIL_AT("\"%s\" read as %.17g, want %.17g", good[i].text, sl__config_double(c, key),
+                    good[i].v);
+    }
+    /* stored as written, trimmed */
+    CHECK_EQ_INT(sl__config_set(c, key, "  1.50 ", err, sizeof err), 0);
+    CHECK_EQ_STR(sl__config_get(c, key), "1.50");
+    const char *jkey = "restart-strategy.exponential-delay.jitter-factor";
+    static const struct {
+        const char *text;
+        double v;
+    } jitter[] = {{"0", 0},     {".5", 0.5}, {"0.1", 0.1},   {"0.05", 0.05},
+                  {"1", 1},     {"-0", 0},   {"1e-5", 1e-5}, {"0.10000000000000001", 0.1},
+                  {"1e-400", 0}};
+    for (size_t i = 0; i < sizeof jitter / sizeof jitter[0]; i++) {
+        CHECK_EQ_INT(sl__config_set(c, jkey, jitter[i].text, err, sizeof err), 0);
+        CHECK(sl__config_double(c, jkey) == jitter[i].v);
+    }
+    static const char *bad[] = {"",
+                                " ",
+                                ".",
+                                "+",
+                                "-",
+                                "e1",
+                                "1e",
+                                "1e+",
+                                "0x1",
+                                "1,5",
+                                "nan",
+                                "inf",
+                                "1 .5",
+                                "1.5.",
+                                "1..5",
+                                "1.5 x",
+                                "--1",
+                                "0.5",
+                                "1001",
+                                "1e4",
+                                "1e999",
+                                ".e1",
+                                "1234567890123456"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        if (sl__config_set(c, key, bad[i], err, sizeof err) != SL_ECONFIG)
+            FAIL_AT("\"%s\" accepted", bad[i]);
+        CHECK_CONTAINS(err, "accepted a decimal number from 1 to 1000");
+    }
+    /* longer than any number needs */
+    char longnum[80];
+    memset(longnum, '0', sizeof longnum - 1);
+    longnum[sizeof longnum - 1] = 0;
+    longnum[sizeof longnum - 2] = '2';
+    CHECK_EQ_INT(sl__config_set(c, key, longnum, err, sizeof err), SL_ECONFIG);
+    CHECK_EQ_STR(sl__config_get(c, key), "1.50");
+    sl__config_destroy(c);
+}
+
+/* A program may switch to a locale whose decimal point is a comma; values keep the '.'. */
+TEST(decimal_values_under_a_comma_locale)
+{
+    if (!setlocale(LC_NUMERIC, "de_DE.UTF-8") && !setlocale(LC_NUMERIC, "fr_FR.UTF-8")) {
+        fprintf(stderr, "skipped: no de_DE.UTF-8 or fr_FR.UTF-8 locale installed\n");
+        return;
+    }
+    CHECK_EQ_STR(localeconv()->decimal_point, ",");
+    char err[256];
+    sl__config *c = sl__config_create();
+    const char *key = "restart-strategy.exponential-delay.backoff-multiplier";
+    CHECK_EQ_INT(sl__config_set(c, key, "1.25", err, sizeof err), 0);
+    CHECK(sl__config_double(c, key) == 1.25);
+    CHECK_EQ_INT(sl__config_set(c, key, "1,25", err, sizeof err), SL_ECONFIG);
+    sl__config_destroy(c);
+}
+
+TEST(yaml_checkpoint_and_restart_keys)
+{
+    tmpdir t;
+    tmp_init(&t);
+    /* Flink 1.x flat keys next to 2.x nested ones */
+    const char *yaml = tmp_write(&t, "conf.yaml",
+                                 "restart-strategy: fixed-delay\n"
+                                 "restart-strategy.fixed-delay.attempts: 3\n"
+                                 "restart-strategy.fixed-delay.delay: 5 s\n"
+                                 "execution:\n"
+                                 "  checkpointing:\n"
+                                 "    interval: 10 s\n"
+                                 "    dir: file:///tmp/sluice-cp\n"
+                                 "    num-retained: 2\n"
+                                 "    externalized-checkpoint-retention: RETAIN_ON_CANCELLATION\n"
+                                 "restart-strategy.exponential-delay.backoff-multiplier: 2.5\n");
+    char err[512];
+    sl__config *c = sl__config_create();
+    CHECK_EQ_INT(sl__config_load_yaml(c, yaml, err, sizeof err), 0);
+    CHECK_EQ_STR(sl__config_get(c, "restart-strategy.type"), "fixed-delay");
+    CHECK_EQ_INT(sl__config_int(c, "restart-strategy.fixed-delay.attempts"), 3);
+    CHECK_EQ_INT(sl__config_duration_ms(c, "restart-strategy.fixed-delay.delay"), 5000);
+    CHECK_EQ_INT(sl__config_duration_ms(c, "execution.checkpointing.interval"), 10000);
+    CHECK_EQ_STR(sl__config_get(c, "state.checkpoints.dir"), "/tmp/sluice-cp");
+    CHECK_EQ_INT(sl__config_int(c, "state.checkpoints.num-retained"), 2);
+    CHECK(sl__config_double(c, "restart-strategy.exponential-delay.backoff-multiplier") == 2.5);
+
+    const char *bad = tmp_write(&t, "bad.yaml",
+                                "execution.checkpointing.interval: 1 min\n"
+                                "restart-strategy:\n"
+                                "  exponential-delay:\n"
+                                "    jitter-factor: 2\n");
+    CHECK_EQ_INT(sl__config_load_yaml(c, bad, err, sizeof err), SL_ECONFIG);
+    CHECK_CONTAINS(err, "bad.yaml:4: invalid value \"2\" for "
+                        "restart-strategy.exponential-delay.jitter-factor: accepted a decimal "
+                        "number from 0 to 1");
+    /* nothing from the rejected file was applied */
+    CHECK_EQ_INT(sl__config_duration_ms(c, "execution.checkpointing.interval"), 10000);
+    sl__config_destroy(c);
+    tmp_cleanup(&t);
+}
+
+static void read_double_as_int(void)
+{
+    sl__config *c = sl__config_create();
+    sl__config_int(c, "restart-strategy.exponential-delay.jitter-factor");
+}
+
+static void read_int_as_double(void)
+{
+    sl__config *c = sl__config_create();
+    sl__config_double(c, "parallelism.default");
+}
+
+static void read_unset_interval(void)
+{
+    sl__config *c = sl__config_create();
+    sl__config_duration_ms(c, "execution.checkpointing.interval");
+}
+
+TEST(typed_getters_of_the_new_keys_abort_on_programming_errors)
+{
+    CHECK(aborts(read_double_as_int));
+    CHECK(aborts(read_int_as_double));
+    /* a key without a default must be checked with sl__config_get() before a typed read */
+    CHECK(aborts(read_unset_interval));
+}
+
 int main(int argc, char **argv)
 {
     return RUN_TESTS(argc, argv, key_table_is_exactly_the_documented_keys,
@@ -766,5 +1059,8 @@ int main(int argc, char **argv)
                      unknown_key_with_and_without_suggestion, set_pair, yaml_flat_and_nested,
                      yaml_errors_name_file_line_and_key, yaml_alias_bombs_are_bounded,
                      yaml_missing_file, typed_getters_abort_on_programming_errors,
-                     out_of_memory_at_every_allocation);
+                     out_of_memory_at_every_allocation, checkpoint_and_restart_defaults,
+                     checkpoint_aliases_set_the_canonical_keys, decimal_values,
+                     decimal_values_under_a_comma_locale, yaml_checkpoint_and_restart_keys,
+                     typed_getters_of_the_new_keys_abort_on_programming_errors);
 }

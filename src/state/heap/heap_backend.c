@@ -12,7 +12,8 @@
  * list or map entry exists only while it is non-empty.
  *
  * Memory per VALUE entry with an 8-byte value (a 9-byte row: null bitmap + i64), empty
- * namespace and a key of K bytes: the block is 8 (hash) + 3 (three 1-byte varint lengths)
+ * namespace and a key of K bytes: the block is 8 (32-bit hash and 32-bit snapshot version)
+ * + 3 (three 1-byte varint lengths)
  * + K + 9 bytes rounded up to 8, i.e. 20 + K + at most 7 of padding, from a slab page with
  * no per-block header; plus one 8-byte slot at a load of 3/8..3/4 (10.7..21.3 bytes per
  * entry, ~15 on average). So about 23..28 + 15 = 38..43 bytes per entry above the key
@@ -25,12 +26,53 @@
  * the current key, the state's namespace and the table layout are unchanged, so the usual
  * get-then-update does one hash lookup. "Layout" counts events that move entries between
  * slots (table growth, removal by backward shift, restore).
+ *
+ * Copy-on-write snapshots (state.h), after Flink's CopyOnWriteStateMap. The backend has a
+ * version, bumped by every snapshot_begin; the snapshot takes the new value. Every entry
+ * records the version it was written in (in the 8-byte word that also holds its hash, so
+ * an entry costs no more than before). begin() copies the slot array of every non-empty
+ * (state, key group) table into one buffer (a memcpy per table, nothing per entry) and
+ * notes each state's name and kind: that is the whole synchronous part. The snapshot then
+ * reaches exactly the entries the copied slots point to, and through list and map entries
+ * their vectors and nested tables. cow_below is the highest version of the live
+ * snapshots (0 when none is live): an entry with a lower version was in the tables when
+ * that snapshot began (an entry stays in its table until it is removed, and removal is
+ * final), and an entry with the same or a higher version was written after every live
+ * snapshot began, so no snapshot reaches it. Hence the one rule on the task thread:
+ *
+ *   an entry with version < cow_below is never written nor freed.
+ *
+ * A write to such an entry makes a new entry (current version) with the same address and
+ * the new value, puts it in the same slot and defers the old one: a value is copied with
+ * its update, a list's vector is copied before an append (not before a replacement), a
+ * map's nested table is deep-copied (same capacity and slot order) before a put or remove
+ * (a remove of the last pair just removes the entry). Clear, delete and restore defer the
+ * entries they take out. Table resizes and backward shifts touch only the live slot
+ * arrays, which no snapshot reads; the slab reuses a block only after it is freed, and a
+ * deferred block is freed only when no live snapshot can reach it. The check on the hot
+ * path is one compare of the entry's version with cow_below, false while no snapshot is
+ * live; reads never check. (A list or map is copied whole on its first write after a
+ * snapshot began, as Flink copies mutable state with its serializer: O(size) once per
+ * snapshot for each list or map written while it is live.)
+ *
+ * A deferred entry removed while the backend was at version c and written at version v is
+ * reachable exactly from the live snapshots with v < version <= c. Deferred entries wait
+ * in chunks by c and are freed when no such snapshot is live any more. release() may run
+ * on any thread: it frees the snapshot's slot copy and pushes the snapshot onto an atomic
+ * stack (release order); the task thread takes the stack (acquire) at its next snapshot
+ * call (begin, or a write that meets an entry below cow_below) or backend call (snapshot,
+ * restore, for_each_key, stats, destroy), drops the snapshots from its live list, lowers
+ * cow_below and frees the deferred entries that nothing reaches now. No lock and no
+ * atomic operation is on the per-record path. The version is 32 bits: when it would wrap,
+ * begin() declines while a snapshot is live and otherwise first resets every entry's
+ * version to 0 (once in 2^32 checkpoints).
  */
 #include "core/alloc.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "state/state_int.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -56,13 +98,64 @@ typedef struct hstate {
     } cache;
 } hstate;
 
+/* Entries taken out of the live tables while a snapshot could still reach them, all
+ * removed at the same backend version (epoch). Items are entry addresses with the kind
+ * class (DEF_*) in the low two bits (entries are 8-aligned). */
+enum { DEF_VALUE = 0, DEF_LIST = 1, DEF_MAP = 2 };
+#define DCHUNK_ITEMS 510
+
+typedef struct dchunk {
+    struct dchunk *next;
+    uint32_t epoch;
+    uint32_t n;
+    uintptr_t items[DCHUNK_ITEMS];
+} dchunk;
+
+typedef struct heap_snapshot heap_snapshot;
+
 typedef struct heap_backend {
     sl__keyed_backend base;
     sl__slab slab;
     hstate **states; /* registered and restored, in order of appearance */
     size_t nstates, states_cap;
     size_t nentries;
+    /* Copy-on-write snapshots: the task thread only, except `released`. */
+    uint32_t version;    /* bumped by every snapshot_begin */
+    uint32_t cow_below;  /* the highest version of the live snapshots; 0 when none */
+    heap_snapshot *live; /* begun and not yet collected, newest (highest version) first */
+    size_t nlive;
+    dchunk *deferred; /* newest first */
+    size_t ndeferred;
+    /* Released snapshots: pushed by the releasing threads (release order), taken whole by
+     * the task thread (acquire) in collect(). */
+    _Atomic(heap_snapshot *) released;
 } heap_backend;
+
+/* One (state, key group) table as a snapshot sees it. */
+typedef struct snap_table {
+    uint8_t *const *slots; /* NULL when the table was empty */
+    size_t cap, count;
+} snap_table;
+
+typedef struct snap_state {
+    const char *name; /* the hstate's, which lives until the backend is destroyed */
+    sl_state_kind kind;
+} snap_state;
+
+/* A snapshot. Written by begin() on the task thread, read by write_kg on any one thread;
+ * immutable until release() (on any thread) frees `slots` and pushes it on `released`;
+ * then the task thread frees the rest. */
+struct heap_snapshot {
+    sl__keyed_snapshot base;
+    heap_backend *hb;
+    uint32_t version;
+    size_t nstates, nkg;
+    snap_state *states;   /* nstates */
+    snap_table *tabs;     /* [state * nkg + key group - kg_start] */
+    uint8_t **slots;      /* one buffer holding every copied slot array */
+    heap_snapshot *next;  /* the backend's live list: the task thread only */
+    heap_snapshot *rnext; /* the released stack: the releasing thread writes it */
+};
 
 static const sl__state_ops heap_state_ops;
 static const sl__backend_ops heap_ops;
@@ -106,6 +199,116 @@ static void free_entry(heap_backend *hb, int kind, uint8_t *e)
         sl__free(m);
     }
     sl__ent_free(&hb->slab, e);
+}
+
+/* ---- Deferred frees (copy-on-write snapshots) ------------------------------------------- */
+
+static uintptr_t def_class(int kind)
+{
+    return kind == SL_STATE_LIST ? DEF_LIST : kind == SL_STATE_MAP ? DEF_MAP : DEF_VALUE;
+}
+
+static void free_deferred(heap_backend *hb, uintptr_t item)
+{
+    uintptr_t c = item & 3;
+    free_entry(hb,
+               c == DEF_LIST  ? SL_STATE_LIST
+               : c == DEF_MAP ? SL_STATE_MAP
+                              : SL_STATE_VALUE,
+               (uint8_t *)(item & ~(uintptr_t)3));
+    hb->ndeferred--;
+}
+
+/* Keeps e (taken out of the live tables) until no live snapshot can reach it. */
+static void defer(heap_backend *hb, int kind, uint8_t *e)
+{
+    SL_ASSERT(((uintptr_t)e & 3) == 0);
+    dchunk *d = hb->deferred;
+    if (!d || d->epoch != hb->version || d->n == DCHUNK_ITEMS) {
+        d = sl__xmalloc(sizeof *d);
+        d->next = hb->deferred;
+        d->epoch = hb->version;
+        d->n = 0;
+        hb->deferred = d;
+    }
+    d->items[d->n++] = (uintptr_t)e | def_class(kind);
+    hb->ndeferred++;
+}
+
+/* Frees every deferred entry that no live snapshot reaches: one removed at epoch c and
+ * written at version v is reachable from the live snapshots with v < version <= c, i.e.
+ * when v is below m, the highest live version not above c. */
+static void reclaim(heap_backend *hb)
+{
+    dchunk **dp = &hb->deferred;
+    while (*dp) {
+        dchunk *d = *dp;
+        uint32_t m = 0;
+        for (const heap_snapshot *s = hb->live; s; s = s->next) {
+            if (s->version <= d->epoch) {
+                m = s->version; /* the list is in decreasing version order */
+                break;
+            }
+        }
+        uint32_t kept = 0;
+        for (uint32_t i = 0; i < d->n; i++) {
+            uintptr_t item = d->items[i];
+            if (sl__ent_version((const uint8_t *)(item & ~(uintptr_t)3)) < m)
+                d->items[kept++] = item;
+            else
+                free_deferred(hb, item);
+        }
+        d->n = kept;
+        if (kept) {
+            dp = &d->next;
+        } else {
+            *dp = d->next;
+            sl__free(d);
+        }
+    }
+}
+
+/* Takes the snapshots released since the last call off the live list, lowers cow_below and
+ * frees what no live snapshot reaches any more. Task thread; cheap when nothing was
+ * released (one atomic load). */
+static void collect(heap_backend *hb)
+{
+    if (!atomic_load_explicit(&hb->released, memory_order_relaxed))
+        return;
+    /* Acquire: the releasing threads' reads of entries happen before the frees below. */
+    heap_snapshot *r = atomic_exchange_explicit(&hb->released, NULL, memory_order_acquire);
+    while (r) {
+        heap_snapshot *next = r->rnext;
+        heap_snapshot **lp = &hb->live;
+        while (*lp != r)
+            lp = &(*lp)->next;
+        *lp = r->next;
+        hb->nlive--;
+        sl__free(r);
+        r = next;
+    }
+    hb->cow_below = hb->live ? hb->live->version : 0;
+    reclaim(hb);
+}
+
+/* True when a live snapshot may reach e, so e must be neither written nor freed. The hot
+ * paths test sl__ent_version(e) < hb->cow_below first; this is the slow path, which also
+ * notices released snapshots. */
+static bool shared(heap_backend *hb, const uint8_t *e)
+{
+    if (sl__ent_version(e) >= hb->cow_below)
+        return false;
+    collect(hb);
+    return sl__ent_version(e) < hb->cow_below;
+}
+
+/* Disposes of an entry just taken out of its live table. */
+static void drop_entry(heap_backend *hb, int kind, uint8_t *e)
+{
+    if (shared(hb, e))
+        defer(hb, kind, e);
+    else
+        free_entry(hb, kind, e);
 }
 
 /* ---- Per-state storage ------------------------------------------------------------------ */
@@ -218,6 +421,7 @@ static uint8_t *insert(sl_state *st, pos *at, const void *v, size_t vlen)
     }
     uint8_t *e =
         sl__ent_make(&hb->slab, at->hash, k->bytes, k->len, st->ns, st->ns_len, v, vlen, false);
+    sl__ent_set_version(e, hb->version);
     sl__htab_insert_at(t, at->slot, e);
     hs->nentries++;
     hb->nentries++;
@@ -233,10 +437,30 @@ static void remove_at(sl_state *st, const pos *at)
     hstate *hs = st->impl;
     uint8_t *e = entry_at(at);
     sl__htab_remove_at(at->tab, at->slot);
-    free_entry(hb, hs->kind, e);
+    drop_entry(hb, hs->kind, e);
     hs->nentries--;
     hb->nentries--;
     hs->layout++;
+}
+
+/* Copy-on-write: replaces the entry at `at`, which a live snapshot may reach, by a new one
+ * with the same address, value v and the current version, and defers the old one. */
+static uint8_t *replace_entry(heap_backend *hb, int kind, const pos *at, const void *v, size_t vlen)
+{
+    uint8_t *e = entry_at(at);
+    sl__ent x;
+    sl__ent_view(e, &x);
+    uint8_t *ne = sl__ent_make(&hb->slab, x.hash, x.a, x.alen, x.b, x.blen, v, vlen, false);
+    sl__ent_set_version(ne, hb->version);
+    at->tab->slots[at->slot] = ne;
+    defer(hb, kind, e);
+    return ne;
+}
+
+/* The one check on the write paths: false, predictably, while no snapshot is live. */
+static inline bool cow(heap_backend *hb, const uint8_t *e)
+{
+    return __builtin_expect(sl__ent_version(e) < hb->cow_below, 0) && shared(hb, e);
 }
 
 static int h_value_get(sl_state *st, const uint8_t **p, size_t *n)
@@ -258,7 +482,11 @@ static void h_value_put(sl_state *st, const uint8_t *p, size_t n)
     locate(st, &at);
     if (at.found) {
         heap_backend *hb = (heap_backend *)st->be;
-        at.tab->slots[at.slot] = sl__ent_set_value(&hb->slab, entry_at(&at), p, n, false);
+        uint8_t *e = entry_at(&at);
+        if (cow(hb, e))
+            replace_entry(hb, st->kind, &at, p, n);
+        else
+            at.tab->slots[at.slot] = sl__ent_set_value(&hb->slab, e, p, n, false);
     } else {
         insert(st, &at, p, n);
     }
@@ -281,8 +509,15 @@ static void list_write(sl_state *st, const uint8_t *p, size_t n, size_t count, b
     pos at;
     locate(st, &at);
     if (at.found) {
+        heap_backend *hb = (heap_backend *)st->be;
         uint8_t *e = entry_at(&at);
         sl__vec *v = ent_ptr(e);
+        if (cow(hb, e)) {
+            sl__vec *nv = replace ? NULL : sl__vec_copy(v, n);
+            nv = sl__vec_append(nv, p, n, count, false);
+            replace_entry(hb, SL_STATE_LIST, &at, &nv, sizeof nv);
+            return;
+        }
         if (replace)
             v->len = v->count = 0;
         ent_set_ptr(e, sl__vec_append(v, p, n, count, false));
@@ -309,6 +544,16 @@ static int h_map_get(sl_state *st, const uint8_t *k, size_t kn, const uint8_t **
     return at.found ? sl__kv_get(ent_ptr(entry_at(&at)), k, kn, v, vn) : 0;
 }
 
+/* Copy-on-write of a map entry: a deep copy of its table in a new entry. */
+static sl__htab *copy_map(heap_backend *hb, const pos *at)
+{
+    const sl__htab *m = ent_ptr(entry_at(at));
+    sl__htab *nm = sl__xmalloc(sizeof *nm);
+    sl__kv_copy(nm, m, &hb->slab, false);
+    replace_entry(hb, SL_STATE_MAP, at, &nm, sizeof nm);
+    return nm;
+}
+
 static void h_map_put(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
 {
     heap_backend *hb = (heap_backend *)st->be;
@@ -316,7 +561,8 @@ static void h_map_put(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *
     locate(st, &at);
     sl__htab *m;
     if (at.found) {
-        m = ent_ptr(entry_at(&at));
+        uint8_t *e = entry_at(&at);
+        m = cow(hb, e) ? copy_map(hb, &at) : ent_ptr(e);
     } else {
         m = sl__xcalloc(1, sizeof *m);
         insert(st, &at, &m, sizeof m);
@@ -331,7 +577,19 @@ static int h_map_remove(sl_state *st, const uint8_t *k, size_t kn)
     locate(st, &at);
     if (!at.found)
         return 0;
-    sl__htab *m = ent_ptr(entry_at(&at));
+    uint8_t *e = entry_at(&at);
+    sl__htab *m = ent_ptr(e);
+    if (cow(hb, e)) {
+        const uint8_t *v;
+        size_t vn;
+        if (!sl__kv_get(m, k, kn, &v, &vn))
+            return 0;
+        if (m->count == 1) {
+            remove_at(st, &at);
+            return 1;
+        }
+        m = copy_map(hb, &at);
+    }
     int removed = sl__kv_remove(m, &hb->slab, k, kn);
     if (removed && !m->count)
         remove_at(st, &at);
@@ -413,6 +671,10 @@ static bool payload_valid(const sl_state *st, int kind, const uint8_t *p, size_t
 static void h_destroy(sl__keyed_backend *be)
 {
     heap_backend *hb = (heap_backend *)be;
+    collect(hb);
+    SL_ASSERT(!hb->live); /* destroy comes after every release (state.h) */
+    reclaim(hb);          /* nothing is live: frees every deferred entry */
+    SL_ASSERT(!hb->deferred && !hb->ndeferred);
     for (size_t i = 0; i < hb->nstates; i++)
         free_state(hb, hb->states[i]);
     sl__free(hb->states);
@@ -462,6 +724,7 @@ static int h_for_each_key(sl__keyed_backend *be, sl_state *st,
 {
     heap_backend *hb = (heap_backend *)be;
     hstate *hs = st->impl;
+    collect(hb);
     for (size_t i = 0; i < nkg(hb); i++) {
         const sl__htab *t = hs->kg[i];
         uint64_t layout = hs->layout;
@@ -474,7 +737,7 @@ static int h_for_each_key(sl__keyed_backend *be, sl_state *st,
                 continue;
             sl__key k = {.bytes = x.a,
                          .len = x.alen,
-                         .hash = x.blen ? sl__hash(x.a, x.alen) : x.hash,
+                         .hash = sl__hash(x.a, x.alen), /* entries keep 32 bits */
                          .key_group = be->kg_start + (int)i};
             int rc = fn(arg, &k);
             if (rc)
@@ -525,25 +788,63 @@ static uint8_t *payload_write(int kind, const uint8_t *e, uint8_t *p)
     return sl__kv_pairs_write(m, p);
 }
 
-static int h_snapshot_kg(sl__keyed_backend *be, int key_group, sl__buf *out)
+/* Where a key group's tables are read from: the live tables (snapshot_kg) or a snapshot's
+ * copies (write_kg). Both see a table as its slot array in slot order, so both write the
+ * same bytes for the same contents. */
+typedef struct kg_source {
+    const heap_backend *hb;    /* live tables, or */
+    const heap_snapshot *snap; /* a snapshot */
+    size_t idx;                /* key group - kg_start */
+} kg_source;
+
+static size_t source_nstates(const kg_source *src)
 {
-    heap_backend *hb = (heap_backend *)be;
-    size_t idx = (size_t)(key_group - be->kg_start);
-    size_t nst = 0, total = 0;
-    for (size_t i = 0; i < hb->nstates; i++) {
-        const hstate *hs = hb->states[i];
-        const sl__htab *t = hs->kg[idx];
-        if (!t || !t->count)
+    return src->snap ? src->snap->nstates : src->hb->nstates;
+}
+
+/* State i's name, kind and table of the key group; false when the table is empty. */
+static bool source_table(const kg_source *src, size_t i, const char **name, int *kind,
+                         snap_table *tab)
+{
+    if (src->snap) {
+        const heap_snapshot *s = src->snap;
+        *tab = s->tabs[i * s->nkg + src->idx];
+        *name = s->states[i].name;
+        *kind = s->states[i].kind;
+        return tab->count > 0;
+    }
+    const hstate *hs = src->hb->states[i];
+    const sl__htab *t = hs->kg[src->idx];
+    if (!t || !t->count)
+        return false;
+    tab->slots = t->slots;
+    tab->cap = t->mask + 1;
+    tab->count = t->count;
+    *name = hs->name;
+    *kind = hs->kind;
+    return true;
+}
+
+/* Appends the canonical form of one key group (state.h, snapshot_kg). Only reads. */
+static int write_kg_section(const kg_source *src, sl__buf *out)
+{
+    size_t nst = 0, total = 0, n = source_nstates(src);
+    for (size_t i = 0; i < n; i++) {
+        const char *name;
+        int kind;
+        snap_table t;
+        if (!source_table(src, i, &name, &kind, &t))
             continue;
-        size_t namelen = strlen(hs->name);
+        size_t namelen = strlen(name);
         nst++;
-        total += sl__varint_size(namelen) + namelen + 1 + sl__varint_size(t->count);
-        size_t p = 0;
-        const uint8_t *e;
-        while ((e = sl__htab_next(t, &p))) {
+        total += sl__varint_size(namelen) + namelen + 1 + sl__varint_size(t.count);
+        for (size_t j = 0; j < t.cap; j++) {
+            const uint8_t *e = t.slots[j];
+            if (!e)
+                continue;
             sl__ent x;
             sl__ent_view(e, &x);
-            size_t pl = payload_size(hs->kind, e);
+            size_t pl = payload_size(kind, e);
             total += sl__varint_size(x.alen) + x.alen + sl__varint_size(x.blen) + x.blen +
                      sl__varint_size(pl) + pl;
         }
@@ -552,20 +853,22 @@ static int h_snapshot_kg(sl__keyed_backend *be, int key_group, sl__buf *out)
     if (sl__buf_reserve(out, total) < 0)
         return SL_ENOMEM;
     uint8_t *start = out->data + out->len, *w = sl__varint_write(start, nst);
-    for (size_t i = 0; i < hb->nstates; i++) {
-        const hstate *hs = hb->states[i];
-        const sl__htab *t = hs->kg[idx];
-        if (!t || !t->count)
+    for (size_t i = 0; i < n; i++) {
+        const char *name;
+        int kind;
+        snap_table t;
+        if (!source_table(src, i, &name, &kind, &t))
             continue;
-        size_t namelen = strlen(hs->name);
+        size_t namelen = strlen(name);
         w = sl__varint_write(w, namelen);
-        memcpy(w, hs->name, namelen);
+        memcpy(w, name, namelen);
         w += namelen;
-        *w++ = (uint8_t)hs->kind;
-        w = sl__varint_write(w, t->count);
-        size_t p = 0;
-        const uint8_t *e;
-        while ((e = sl__htab_next(t, &p))) {
+        *w++ = (uint8_t)kind;
+        w = sl__varint_write(w, t.count);
+        for (size_t j = 0; j < t.cap; j++) {
+            const uint8_t *e = t.slots[j];
+            if (!e)
+                continue;
             sl__ent x;
             sl__ent_view(e, &x);
             w = sl__varint_write(w, x.alen);
@@ -575,14 +878,155 @@ static int h_snapshot_kg(sl__keyed_backend *be, int key_group, sl__buf *out)
             if (x.blen)
                 memcpy(w, x.b, x.blen);
             w += x.blen;
-            w = sl__varint_write(w, payload_size(hs->kind, e));
-            w = payload_write(hs->kind, e, w);
+            w = sl__varint_write(w, payload_size(kind, e));
+            w = payload_write(kind, e, w);
         }
     }
     SL_ASSERT((size_t)(w - start) == total);
     out->len += total;
     return 0;
 }
+
+static int h_snapshot_kg(sl__keyed_backend *be, int key_group, sl__buf *out)
+{
+    heap_backend *hb = (heap_backend *)be;
+    collect(hb);
+    kg_source src = {.hb = hb, .idx = (size_t)(key_group - be->kg_start)};
+    return write_kg_section(&src, out);
+}
+
+/* ---- Asynchronous snapshots ------------------------------------------------------------- */
+
+static const sl__snapshot_ops heap_snapshot_ops;
+
+/* Version wrap-around (no snapshot live): every entry back to version 0. */
+static void restamp(heap_backend *hb)
+{
+    SL_ASSERT(!hb->live && !hb->ndeferred);
+    for (size_t i = 0; i < hb->nstates; i++) {
+        hstate *hs = hb->states[i];
+        for (size_t k = 0; k < nkg(hb); k++) {
+            size_t p = 0;
+            uint8_t *e;
+            while (hs->kg[k] && (e = sl__htab_next(hs->kg[k], &p)))
+                sl__ent_set_version(e, 0);
+        }
+    }
+    hb->version = 0;
+}
+
+static sl__keyed_snapshot *h_snapshot_begin(sl__keyed_backend *be)
+{
+    heap_backend *hb = (heap_backend *)be;
+    collect(hb);
+    if (hb->version == UINT32_MAX) {
+        if (hb->live) {
+            SL_WARN("event=snapshot_declined backend=heap reason=\"version wrap-around while "
+                    "%zu snapshot(s) are live\"",
+                    hb->nlive);
+            return NULL;
+        }
+        restamp(hb);
+    }
+    size_t k = nkg(hb), ns = hb->nstates, total = 0;
+    for (size_t i = 0; i < ns; i++)
+        for (size_t j = 0; j < k; j++) {
+            const sl__htab *t = hb->states[i]->kg[j];
+            if (t && t->count)
+                total += t->mask + 1;
+        }
+    heap_snapshot *s =
+        sl__malloc(sizeof *s + ns * sizeof(snap_state) + ns * k * sizeof(snap_table));
+    uint8_t **slots = total ? sl__malloc(total * sizeof *slots) : NULL;
+    if (!s || (total && !slots)) {
+        sl__free(s);
+        sl__free(slots);
+        return NULL;
+    }
+    s->base.ops = &heap_snapshot_ops;
+    s->base.kg_start = be->kg_start;
+    s->base.kg_end = be->kg_end;
+    s->hb = hb;
+    s->nstates = ns;
+    s->nkg = k;
+    s->states = (snap_state *)(s + 1);
+    s->tabs = (snap_table *)(s->states + ns);
+    s->slots = slots;
+    s->rnext = NULL;
+    uint8_t **w = slots;
+    for (size_t i = 0; i < ns; i++) {
+        const hstate *hs = hb->states[i];
+        s->states[i].name = hs->name;
+        s->states[i].kind = hs->kind;
+        for (size_t j = 0; j < k; j++) {
+            const sl__htab *t = hs->kg[j];
+            snap_table *st = &s->tabs[i * k + j];
+            if (!t || !t->count) {
+                *st = (snap_table){0};
+                continue;
+            }
+            size_t cap = t->mask + 1;
+            memcpy(w, t->slots, cap * sizeof *w);
+            *st = (snap_table){.slots = w, .cap = cap, .count = t->count};
+            w += cap;
+        }
+    }
+    /* From here on, entries written get this version or later: none of them is reachable
+     * from s, and every entry s reaches has a lower one. */
+    s->version = ++hb->version;
+    s->next = hb->live;
+    hb->live = s;
+    hb->nlive++;
+    hb->cow_below = s->version;
+    return &s->base;
+}
+
+static int hs_write_kg(sl__keyed_snapshot *base, int key_group, sl__buf *out)
+{
+    const heap_snapshot *s = (const heap_snapshot *)base;
+    kg_source src = {.snap = s, .idx = (size_t)(key_group - base->kg_start)};
+    return write_kg_section(&src, out);
+}
+
+static void hs_release(sl__keyed_snapshot *base)
+{
+    heap_snapshot *s = (heap_snapshot *)base;
+    heap_backend *hb = s->hb;
+    sl__free(s->slots);
+    s->slots = NULL;
+    /* Release: this thread's reads of entries happen before the task thread frees them. */
+    heap_snapshot *head = atomic_load_explicit(&hb->released, memory_order_relaxed);
+    do {
+        s->rnext = head;
+    } while (!atomic_compare_exchange_weak_explicit(&hb->released, &head, s, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+static const sl__snapshot_ops heap_snapshot_ops = {
+    .write_kg = hs_write_kg,
+    .release = hs_release,
+};
+
+void sl__heap_backend_stats(sl__keyed_backend *be, sl__heap_stats *out)
+{
+    SL_ASSERT(be && be->ops == &heap_ops);
+    heap_backend *hb = (heap_backend *)be;
+    collect(hb);
+    out->slab_used = hb->slab.used;
+    out->deferred = hb->ndeferred;
+    out->live_snapshots = hb->nlive;
+    out->version = hb->version;
+}
+
+#ifdef SL_TESTING
+void sl__heap_backend_set_version(sl__keyed_backend *be, uint32_t version)
+{
+    heap_backend *hb = (heap_backend *)be;
+    collect(hb);
+    SL_ASSERT(!hb->live && !hb->ndeferred);
+    hb->version = version;
+}
+#endif
 
 /* A state section's header: name, kind, entry count. */
 typedef struct section {
@@ -771,7 +1215,7 @@ static int apply_kg(heap_backend *hb, int kg, const uint8_t *p, size_t len)
             if (empty && found) { /* an empty list or map replaces what was there */
                 uint8_t *old = t->slots[slot];
                 sl__htab_remove_at(t, slot);
-                free_entry(hb, hs->kind, old);
+                drop_entry(hb, hs->kind, old);
                 hs->nentries--;
                 hb->nentries--;
                 continue;
@@ -780,8 +1224,9 @@ static int apply_kg(heap_backend *hb, int kg, const uint8_t *p, size_t len)
                 continue;
             if (!ent)
                 return SL_ENOMEM;
+            sl__ent_set_version(ent, hb->version);
             if (found) {
-                free_entry(hb, hs->kind, t->slots[slot]);
+                drop_entry(hb, hs->kind, t->slots[slot]);
                 t->slots[slot] = ent;
             } else {
                 sl__htab_insert_at(t, slot, ent);
@@ -797,6 +1242,7 @@ static int h_restore_kg(sl__keyed_backend *be, int key_group, const uint8_t *p, 
                         char *err, size_t cap)
 {
     heap_backend *hb = (heap_backend *)be;
+    collect(hb);
     int rc = validate_kg(hb, key_group, p, len, err, cap);
     if (rc < 0)
         return rc;
@@ -815,6 +1261,7 @@ static const sl__backend_ops heap_ops = {
     .size = h_size,
     .snapshot_kg = h_snapshot_kg,
     .restore_kg = h_restore_kg,
+    .snapshot_begin = h_snapshot_begin,
 };
 
 sl__keyed_backend *sl__heap_backend_create(int max_parallelism, int kg_start, int kg_end,
@@ -826,6 +1273,7 @@ sl__keyed_backend *sl__heap_backend_create(int max_parallelism, int kg_start, in
     if (!hb)
         return NULL;
     sl__slab_init(&hb->slab);
+    atomic_init(&hb->released, NULL);
     if (sl__keyed_backend_init(&hb->base, &heap_ops, max_parallelism, kg_start, kg_end,
                                key_schema) < 0) {
         sl__free(hb);

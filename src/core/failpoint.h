@@ -1,0 +1,35 @@
+/*
+ * failpoint.h - named fault injection points, compiled into test builds (SL_TESTING).
+ *
+ * SLUICE_FAILPOINTS configures them: a ';'-separated list of NAME=RULE[,RULE...] where a
+ * rule is
+ *   p<probability>   fire on each hit with this probability (e.g. p0.0001)
+ *   n<N>             fire on the N-th hit (process-wide, 1-based)
+ *   max<K>           fire at most K times in all (default: unbounded)
+ * SLUICE_FAILPOINT_SEED seeds the random draws (default 1), so a failing run can be
+ * repeated. Example: SLUICE_FAILPOINTS="task.record=p0.00002,max25;checkpoint.async=n3".
+ *
+ * Points in the engine: task.record (a subtask fails while processing a record),
+ * checkpoint.sync (a subtask fails in the synchronous part of a snapshot),
+ * checkpoint.async (writing a subtask's state files fails: the checkpoint is declined),
+ * checkpoint.notify (a subtask fails in notify_checkpoint_complete).
+ *
+ * In builds without SL_TESTING, sl__failpoint() is a constant false.
+ */
+#ifndef SL_CORE_FAILPOINT_H
+#define SL_CORE_FAILPOINT_H
+
+#include <stdbool.h>
+
+#ifdef SL_TESTING
+/* True when the point fires now. Any thread; lock-free. */
+bool sl__failpoint(const char *name);
+#else
+static inline bool sl__failpoint(const char *name)
+{
+    (void)name;
+    return false;
+}
+#endif
+
+#endif
