@@ -46,4 +46,25 @@ say "Visits per page per user (MapState)"
 say "Threshold alerts (broadcast state read-write on the rules side, read-only on readings)"
 "$bin/threshold_alerts" -p 2
 
+say "Exactly-once through a failure: checkpoints every 200 ms, a bug on the first attempt, restart"
+echo "(counts of 'w0' every 500 updates; the job then checks its committed output against exact counts)"
+ft=$(mktemp -d "${TMPDIR:-/tmp}/sluice-demo.XXXXXX")
+trap 'rm -rf "$ft"' EXIT
+SLUICE_LOG_LEVEL=info "$bin/exactly_once_demo" -- "$ft/out" "$ft/checkpoints" --watch w0 2>&1 |
+    awk '
+    /event=checkpoint_completed/ {
+        match($0, /id=[0-9]+/); id = substr($0, RSTART + 3, RLENGTH - 3)
+        match($0, /duration_ms=[0-9]+/); d = substr($0, RSTART + 12, RLENGTH - 12)
+        match($0, /size_bytes=[0-9]+/); b = substr($0, RSTART + 11, RLENGTH - 11)
+        printf "  checkpoint %s completed (%s ms, %s bytes)\n", id, d, b; next }
+    /event=job_restarting/ {
+        match($0, /failure="[^"]*"/); f = substr($0, RSTART + 9, RLENGTH - 10)
+        match($0, /delay_ms=[0-9]+/); d = substr($0, RSTART + 9, RLENGTH - 9)
+        printf "  FAILURE: %s\n  restarting in %s ms (restart strategy: fixed-delay)\n", f, d; next }
+    /event=restoring/ {
+        match($0, /checkpoint=[0-9]+/); c = substr($0, RSTART + 11, RLENGTH - 11)
+        printf "  restored every subtask from checkpoint %s; the counts continue:\n", c; next }
+    /level=/ { next }
+    { print }'
+
 say "done"

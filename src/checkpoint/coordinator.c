@@ -21,6 +21,7 @@ typedef struct pending {
     int64_t trigger_ms;   /* coordinator clock */
     int64_t timestamp_ms; /* wall clock, for the metadata */
     int acks;
+    int64_t max_sync_us;
     sl__op_ack *ops;
     int nops, cap;
     struct pending *next;
@@ -208,10 +209,20 @@ static int complete(sl__coordinator *c, pending *p, int64_t now_ms, char *err, s
         c->stats.last_completed_id = p->id;
         c->stats.last_duration_ms = m.duration_ms;
         c->stats.last_size_bytes = (int64_t)size;
-        SL_INFO("event=checkpoint_completed id=%lld duration_ms=%lld size_bytes=%llu",
-                (long long)p->id, (long long)m.duration_ms, (unsigned long long)size);
+        c->stats.last_sync_pause_us = p->max_sync_us;
+        SL_INFO("event=checkpoint_completed id=%lld duration_ms=%lld size_bytes=%llu "
+                "sync_pause_max_us=%lld",
+                (long long)p->id, (long long)m.duration_ms, (unsigned long long)size,
+                (long long)p->max_sync_us);
     }
     return rc;
+}
+
+void sl__coord_sync_pause(sl__coordinator *c, int64_t id, int64_t us)
+{
+    pending *p = find(c, id);
+    if (p && us > p->max_sync_us)
+        p->max_sync_us = us;
 }
 
 sl__coord_event sl__coord_ack(sl__coordinator *c, int64_t id, sl__op_ack *acks, int nacks,

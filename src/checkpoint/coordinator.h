@@ -55,6 +55,9 @@ typedef enum sl__coord_event {
  * reason). Unknown or already finished ids are ignored (their states are freed). */
 sl__coord_event sl__coord_ack(sl__coordinator *c, int64_t id, sl__op_ack *acks, int nacks,
                               bool declined, const char *reason, char *err, size_t cap);
+/* Records how long a task was paused for the synchronous part of checkpoint id (the
+ * largest pause per checkpoint is reported). Call before sl__coord_ack of that task. */
+void sl__coord_sync_pause(sl__coordinator *c, int64_t id, int64_t us);
 /* Expires checkpoints older than the timeout. Returns FAILED, FAIL_JOB or PENDING; *expired
  * receives the id of an expired checkpoint (0 if none). */
 sl__coord_event sl__coord_tick(sl__coordinator *c, int64_t now_ms, int64_t *expired, char *err,
@@ -68,6 +71,7 @@ void sl__coord_abort_pending(sl__coordinator *c);
 typedef struct sl__coord_stats {
     int64_t completed, failed, last_completed_id;
     int64_t last_duration_ms, last_size_bytes;
+    int64_t last_sync_pause_us; /* largest synchronous pause of any task */
 } sl__coord_stats;
 void sl__coord_stats_get(const sl__coordinator *c, sl__coord_stats *out);
 

@@ -116,6 +116,7 @@ static void run_io_job(sl__job *job, sl__io_job *j)
 {
     sl__ack_msg *m = sl__xcalloc(1, sizeof *m);
     m->id = j->id;
+    m->sync_us = j->sync_us;
     m->acks = sl__xcalloc((size_t)(j->nops ? j->nops : 1), sizeof *m->acks);
     for (int i = 0; i < j->nops && !m->declined; i++) {
         sl__io_op *op = &j->ops[i];
@@ -210,6 +211,7 @@ static int snapshot_and_forward(sl__task *t, int64_t id)
 {
     sl__job *job = t->job;
     const sl__job_graph *g = job->g;
+    int64_t t0 = sl__now_ns();
     sl__io_job *j = sl__xcalloc(1, sizeof *j);
     j->id = id;
     j->ops = sl__xcalloc((size_t)t->nops, sizeof *j->ops);
@@ -254,6 +256,7 @@ static int snapshot_and_forward(sl__task *t, int64_t id)
         io_job_free(j);
         return rc;
     }
+    j->sync_us = (sl__now_ns() - t0) / 1000;
     io_submit(job, j);
     /* the barrier follows every record emitted before the snapshot, on every output */
     for (int i = 0; i < t->nwriters; i++) {

@@ -504,6 +504,8 @@ static void drain_acks(sl__job *job, run_state *rs)
     while (m) {
         sl__ack_msg *next = m->next;
         char err[1024];
+        if (rs->coord)
+            sl__coord_sync_pause(rs->coord, m->id, m->sync_us);
         sl__coord_event ev = rs->coord ? sl__coord_ack(rs->coord, m->id, m->acks, m->nacks,
                                                        m->declined, m->reason, err, sizeof err)
                                        : SL_COORD_PENDING;

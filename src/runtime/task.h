@@ -126,6 +126,7 @@ typedef struct sl__io_op {
 
 typedef struct sl__io_job {
     int64_t id;
+    int64_t sync_us; /* how long the task was stopped for the synchronous part */
     sl__io_op *ops;
     int nops;
     struct sl__io_job *next;
@@ -134,6 +135,7 @@ typedef struct sl__io_job {
 /* An acknowledgement on its way from an I/O thread to the coordinator. */
 typedef struct sl__ack_msg {
     int64_t id;
+    int64_t sync_us;
     sl__op_ack *acks;
     int nacks;
     bool declined;
