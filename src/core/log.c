@@ -21,10 +21,12 @@ int sl__log_level(void)
     if (l >= 0)
         return l;
     const char *e = getenv("SLUICE_LOG_LEVEL");
-    l = SL_LOG_WARN;
+    l = SL_LOG_NOTICE;
     if (e) {
         if (!strcasecmp(e, "error"))
             l = SL_LOG_ERROR;
+        else if (!strcasecmp(e, "warn"))
+            l = SL_LOG_WARN;
         else if (!strcasecmp(e, "info"))
             l = SL_LOG_INFO;
         else if (!strcasecmp(e, "debug"))
@@ -36,7 +38,7 @@ int sl__log_level(void)
 
 static void vwrite(int lv, const char *fmt, va_list ap)
 {
-    static const char *names[] = {"error", "warn", "info", "debug"};
+    static const char *names[] = {"error", "warn", "notice", "info", "debug"};
     char buf[2048];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

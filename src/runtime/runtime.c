@@ -730,8 +730,8 @@ static void retention(run_state *rs, outcome how)
     int n = sl__storage_retained(rs->storage, ids, 1);
     const char *dir = sl__storage_job_dir(rs->storage);
     if (retain && n > 0 && strcmp(dir, "memory"))
-        SL_LOG(SL_LOG_WARN, "event=checkpoints_retained latest=%s/chk-%lld policy=%s", dir,
-               (long long)ids[0], policy);
+        SL_NOTICE("event=checkpoints_retained latest=%s/chk-%lld policy=%s", dir, (long long)ids[0],
+                  policy);
     else
         sl__storage_discard_all(rs->storage);
 }
@@ -786,9 +786,10 @@ static int setup_checkpointing(run_state *rs, char *err, size_t cap)
         snprintf(err, cap, "out of memory creating the checkpoint coordinator");
         return SL_ENOMEM;
     }
-    SL_LOG(SL_LOG_WARN, "event=checkpointing job=%s id=%s interval_ms=%lld mode=%s storage=%s",
-           g->name, g->job_id, (long long)cc.interval_ms,
-           rs->exactly_once ? "EXACTLY_ONCE" : "AT_LEAST_ONCE", sl__storage_job_dir(rs->storage));
+    SL_NOTICE("event=checkpointing job=%s id=%s interval_ms=%lld mode=%s storage=%s", g->name,
+              g->job_id, (long long)cc.interval_ms,
+              rs->exactly_once ? "EXACTLY_ONCE" : "AT_LEAST_ONCE",
+              sl__storage_job_dir(rs->storage));
     return 0;
 }
 
@@ -820,8 +821,8 @@ int sl__runtime_run(const sl__job_graph *g, char *err, size_t cap, int *signal_o
             return rc;
         }
         rs.restore_chk = sl__xstrdup(g->restore_path);
-        SL_LOG(SL_LOG_WARN, "event=restoring checkpoint=%s id=%lld", g->restore_path,
-               (long long)rs.restore->id);
+        SL_NOTICE("event=restoring checkpoint=%s id=%lld", g->restore_path,
+                  (long long)rs.restore->id);
     }
     rc = setup_checkpointing(&rs, err, cap);
     if (rc == 0) {
@@ -879,8 +880,8 @@ int sl__runtime_run(const sl__job_graph *g, char *err, size_t cap, int *signal_o
         if (rs.storage)
             pick_restore(&rs);
         if (rs.restore)
-            SL_LOG(SL_LOG_WARN, "event=restoring attempt=%d checkpoint=%lld", attempt + 1,
-                   (long long)rs.restore->id);
+            SL_NOTICE("event=restoring attempt=%d checkpoint=%lld", attempt + 1,
+                      (long long)rs.restore->id);
     }
     retention(&rs, how);
     sigaction(SIGINT, &old_int, NULL);
