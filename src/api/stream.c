@@ -125,63 +125,49 @@ sl_stream *sl_add_source(sl_env *env, const char *name, const char *schema, cons
 
 /* ---- one-input transformations ---------------------------------------------------------- */
 
-sl_stream *sl_map(sl_stream *in, const char *out_schema, const sl_map_fn *fn)
+/* Adds an operator that runs a user function struct (copied: fn_size bytes) after checking
+ * that it has its main callback. out_schema NULL keeps the input's schema. */
+static sl_stream *add_user_op(sl_stream *in, sl__node_kind kind, const char *call,
+                              bool has_callback, const char *callback, const char *name,
+                              const char *out_schema, const void *fn, size_t fn_size)
 {
     if (!usable(in))
         return NULL;
-    if (!fn || !fn->map) {
-        sl_env_fail(in->env, SL_EINVAL, "sl_map: the function struct needs a map callback");
+    if (!has_callback) {
+        sl_env_fail(in->env, SL_EINVAL, "%s: the function struct needs a %s callback", call,
+                    callback);
         return NULL;
     }
-    sl_stream *s = add_op(in, SL_NODE_MAP, "Map", parse_schema(in->env, "sl_map", out_schema));
+    sl__schema *sc =
+        out_schema ? parse_schema(in->env, call, out_schema) : sl__schema_copy(in->node->schema);
+    sl_stream *s = add_op(in, kind, name, sc);
     if (s)
-        s->node->fn.map = *fn;
+        memcpy(&s->node->fn, fn, fn_size);
     return s;
+}
+
+sl_stream *sl_map(sl_stream *in, const char *out_schema, const sl_map_fn *fn)
+{
+    return add_user_op(in, SL_NODE_MAP, "sl_map", fn && fn->map, "map", "Map", out_schema, fn,
+                       sizeof *fn);
 }
 
 sl_stream *sl_flat_map(sl_stream *in, const char *out_schema, const sl_flat_map_fn *fn)
 {
-    if (!usable(in))
-        return NULL;
-    if (!fn || !fn->flat_map) {
-        sl_env_fail(in->env, SL_EINVAL,
-                    "sl_flat_map: the function struct needs a flat_map callback");
-        return NULL;
-    }
-    sl_stream *s =
-        add_op(in, SL_NODE_FLAT_MAP, "Flat Map", parse_schema(in->env, "sl_flat_map", out_schema));
-    if (s)
-        s->node->fn.flat_map = *fn;
-    return s;
+    return add_user_op(in, SL_NODE_FLAT_MAP, "sl_flat_map", fn && fn->flat_map, "flat_map",
+                       "Flat Map", out_schema, fn, sizeof *fn);
 }
 
 sl_stream *sl_filter(sl_stream *in, const sl_filter_fn *fn)
 {
-    if (!usable(in))
-        return NULL;
-    if (!fn || !fn->filter) {
-        sl_env_fail(in->env, SL_EINVAL, "sl_filter: the function struct needs a filter callback");
-        return NULL;
-    }
-    sl_stream *s = add_op(in, SL_NODE_FILTER, "Filter", sl__schema_copy(in->node->schema));
-    if (s)
-        s->node->fn.filter = *fn;
-    return s;
+    return add_user_op(in, SL_NODE_FILTER, "sl_filter", fn && fn->filter, "filter", "Filter", NULL,
+                       fn, sizeof *fn);
 }
 
 sl_stream *sl_process(sl_stream *in, const char *out_schema, const sl_process_fn *fn)
 {
-    if (!usable(in))
-        return NULL;
-    if (!fn || !fn->process) {
-        sl_env_fail(in->env, SL_EINVAL, "sl_process: the function struct needs a process callback");
-        return NULL;
-    }
-    sl_stream *s = add_op(in, SL_NODE_PROCESS, in->keyed ? "Keyed Process" : "Process",
-                          parse_schema(in->env, "sl_process", out_schema));
-    if (s)
-        s->node->fn.process = *fn;
-    return s;
+    return add_user_op(in, SL_NODE_PROCESS, "sl_process", fn && fn->process, "process",
+                       in && in->keyed ? "Keyed Process" : "Process", out_schema, fn, sizeof *fn);
 }
 
 sl_stream *sl_union(sl_stream *const *inputs, size_t n)

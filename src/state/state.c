@@ -599,11 +599,12 @@ int sl_state_clear(sl_state *st)
 
 /* ---- VALUE ------------------------------------------------------------------------------ */
 
-int sl_value_get(sl_state *st, sl_value *out)
+/* Reads the stored row of a VALUE or REDUCING state (both keep one row of the schema). */
+static int get_stored(sl_state *st, sl_state_kind kind, const char *call, sl_value *out)
 {
     if (!st || !out)
         return SL_EINVAL;
-    int rc = check_access(st, SL_STATE_VALUE, "sl_value_get");
+    int rc = check_access(st, kind, call);
     if (rc < 0)
         return rc;
     const uint8_t *p;
@@ -611,6 +612,11 @@ int sl_value_get(sl_state *st, sl_value *out)
     if (!st->ops->value_get(st, &p, &n))
         return 0;
     return read_row(st, st->schema, p, n, out);
+}
+
+int sl_value_get(sl_state *st, sl_value *out)
+{
+    return get_stored(st, SL_STATE_VALUE, "sl_value_get", out);
 }
 
 int sl_value_update(sl_state *st, const sl_value *row)
@@ -739,16 +745,7 @@ int sl_reducing_add(sl_state *st, const sl_value *row)
 
 int sl_reducing_get(sl_state *st, sl_value *out)
 {
-    if (!st || !out)
-        return SL_EINVAL;
-    int rc = check_access(st, SL_STATE_REDUCING, "sl_reducing_get");
-    if (rc < 0)
-        return rc;
-    const uint8_t *p;
-    size_t n;
-    if (!st->ops->value_get(st, &p, &n))
-        return 0;
-    return read_row(st, st->schema, p, n, out);
+    return get_stored(st, SL_STATE_REDUCING, "sl_reducing_get", out);
 }
 
 /* ---- AGGREGATING ------------------------------------------------------------------------ */
