@@ -44,8 +44,17 @@ check "demo finishes within 60 s (took ${elapsed_ms} ms)" test "$rc" -ne 124 -a 
 check "demo exits 0 (got $rc; stderr: $(head -c 400 "$tmp/demo.err" | tr '\n' ' '))" \
     test "$rc" -eq 0
 check_no_sanitizer_output "$tmp/demo.err"
-check "demo reports no error" \
-    bash -c "! grep -qiE 'error|failed|usage:' '$tmp/demo.out' '$tmp/demo.err'"
+# The exactly-once part injects one failure on purpose; nothing else may fail.
+check "demo reports no error other than the injected failure" \
+    bash -c "! grep -iE 'error|failed|usage:' '$tmp/demo.out' '$tmp/demo.err' | grep -v 'injected failure'"
+check "the exactly-once part shows checkpoints completing" \
+    grep -qE '^  checkpoint [0-9]+ completed \([0-9]+ ms, [0-9]+ bytes\)$' "$tmp/demo.out"
+check "the exactly-once part shows the injected failure and the restart" \
+    grep -qE "^  FAILURE: operator 'Flat Map' \(subtask 1/1\) failed: injected failure at line [0-9]+" "$tmp/demo.out"
+check "the exactly-once part restores from a checkpoint" \
+    grep -qE '^  restored every subtask from checkpoint [0-9]+; the counts continue:$' "$tmp/demo.out"
+check "the exactly-once part ends with the exact-count verdict" \
+    grep -qE '^RESULT: exact: all [0-9]+ words' "$tmp/demo.out"
 
 # contains_row ROW: ROW is a whole line of the demo's output, with or without "N> ".
 contains_row() {
