@@ -9,7 +9,8 @@
  * SLUICE_FAILPOINT_SEED seeds the random draws (default 1), so a failing run can be
  * repeated. Example: SLUICE_FAILPOINTS="task.record=p0.00002,max25;checkpoint.async=n3".
  *
- * Points in the engine: task.record (a subtask fails while processing a record),
+ * Points in the engine: task.record (a subtask fails while processing a record, or a source
+ * between two polls),
  * checkpoint.sync (a subtask fails in the synchronous part of a snapshot),
  * checkpoint.async (writing a subtask's state files fails: the checkpoint is declined),
  * checkpoint.notify (a subtask fails in notify_checkpoint_complete).

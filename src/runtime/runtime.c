@@ -16,6 +16,7 @@
 #include "checkpoint/restart.h"
 #include "core/alloc.h"
 #include "core/config.h"
+#include "core/failpoint.h"
 #include "core/log.h"
 #include "runtime/task.h"
 
@@ -122,6 +123,8 @@ static int run_source(sl__task *t)
             if (rc < 0)
                 return rc;
         }
+        if (sl__failpoint("task.record"))
+            return sl_fail(head, "failpoint task.record fired");
         int rc = poll(head);
         sl__state_end_call(head->kb, head->os);
         sl__arena_reset(&t->arena);
@@ -150,6 +153,8 @@ static int process_buffer(sl__task *t, int input, const sl__buffer *b)
                          t->ops[0]->node->name, t->subtask + 1, t->ops[0]->parallelism);
             return SL_EFORMAT;
         }
+        if (sl__failpoint("task.record"))
+            return sl_fail(t->ops[0], "failpoint task.record fired");
         int rc = sl__op_process(t->ops[0], input, row);
         if (rc < 0)
             return rc;
