@@ -226,7 +226,8 @@ void sl__coord_sync_pause(sl__coordinator *c, int64_t id, int64_t us)
 }
 
 sl__coord_event sl__coord_ack(sl__coordinator *c, int64_t id, sl__op_ack *acks, int nacks,
-                              bool declined, const char *reason, char *err, size_t cap)
+                              bool declined, const char *reason, int64_t now_ms, char *err,
+                              size_t cap)
 {
     pending *p = find(c, id);
     if (!p) {
@@ -257,9 +258,6 @@ sl__coord_event sl__coord_ack(sl__coordinator *c, int64_t id, sl__op_ack *acks, 
     if (++p->acks < c->ntasks)
         return SL_COORD_PENDING;
 
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     char why[512];
     int rc = complete(c, p, now_ms, why, sizeof why);
     if (rc < 0) {

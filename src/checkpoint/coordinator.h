@@ -52,9 +52,11 @@ typedef enum sl__coord_event {
 } sl__coord_event;
 
 /* A task acknowledged checkpoint id with nacks operator states (or declined it with a
- * reason). Unknown or already finished ids are ignored (their states are freed). */
+ * reason) at now_ms (the clock of sl__coord_maybe_trigger). Unknown or already finished ids
+ * are ignored (their states are freed). */
 sl__coord_event sl__coord_ack(sl__coordinator *c, int64_t id, sl__op_ack *acks, int nacks,
-                              bool declined, const char *reason, char *err, size_t cap);
+                              bool declined, const char *reason, int64_t now_ms, char *err,
+                              size_t cap);
 /* Records how long a task was paused for the synchronous part of checkpoint id (the
  * largest pause per checkpoint is reported). Call before sl__coord_ack of that task. */
 void sl__coord_sync_pause(sl__coordinator *c, int64_t id, int64_t us);

@@ -511,9 +511,10 @@ static void drain_acks(sl__job *job, run_state *rs)
         char err[1024];
         if (rs->coord)
             sl__coord_sync_pause(rs->coord, m->id, m->sync_us);
-        sl__coord_event ev = rs->coord ? sl__coord_ack(rs->coord, m->id, m->acks, m->nacks,
-                                                       m->declined, m->reason, err, sizeof err)
-                                       : SL_COORD_PENDING;
+        sl__coord_event ev = rs->coord
+                                 ? sl__coord_ack(rs->coord, m->id, m->acks, m->nacks, m->declined,
+                                                 m->reason, now_ms(), err, sizeof err)
+                                 : SL_COORD_PENDING;
         if (ev == SL_COORD_COMPLETED && !atomic_load(&job->cancelled)) {
             for (int i = 0; i < job->ntasks; i++)
                 sl__task_post_notify(job->tasks[i], m->id);
