@@ -459,6 +459,13 @@ sl_stream *sl__env_add_stream(sl_env *env, sl__node *node)
 
 /* ---- execution ------------------------------------------------------------------------ */
 
+static void run_finish_hooks(void *arg, bool ok)
+{
+    sl_env *env = arg;
+    for (int i = 0; i < env->nfinish; i++)
+        env->finish[i].fn(env->finish[i].arg, ok);
+}
+
 /* Gives every operator a uid: its own, or one derived from its position and kind, which
  * stays the same as long as the program builds the same graph. Duplicate uids are an error
  * (state would be filed under one name twice). */
@@ -552,6 +559,8 @@ int sl_execute(sl_env *env, const char *job_name)
     g.job_id = job_id;
     g.restore_path = env->restore_path;
     g.allow_non_restored = env->allow_non_restored;
+    g.on_end = run_finish_hooks;
+    g.on_end_arg = env;
     int rc = assign_uids(env);
     if (rc < 0)
         return rc;
@@ -559,8 +568,6 @@ int sl_execute(sl_env *env, const char *job_name)
     env->started = true;
     rc = sl__runtime_run(&g, env->err, sizeof env->err, &sig);
     env->signal = sig;
-    for (int i = 0; i < env->nfinish; i++)
-        env->finish[i].fn(env->finish[i].arg, rc == 0);
     if (rc)
         env->err_code = rc;
     return rc;

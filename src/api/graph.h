@@ -125,6 +125,10 @@ typedef struct sl__job_graph {
     const char *job_id;       /* 32 hex digits, new for every sl_execute */
     const char *restore_path; /* -s, or NULL */
     bool allow_non_restored;  /* --allow-non-restored-state */
+    /* Called once when the job has ended (ok: it finished), before its checkpoints are
+     * deleted; connectors commit their last output there. */
+    void (*on_end)(void *arg, bool ok);
+    void *on_end_arg;
 } sl__job_graph;
 
 #endif

@@ -102,14 +102,8 @@ void sl__coord_destroy(sl__coordinator *c)
     sl__free(c);
 }
 
-int64_t sl__coord_maybe_trigger(sl__coordinator *c, int64_t now_ms)
+int64_t sl__coord_trigger_now(sl__coordinator *c, int64_t now_ms)
 {
-    if (c->npending >= c->cfg.max_concurrent)
-        return 0;
-    if (now_ms - c->last_trigger_ms < c->cfg.interval_ms)
-        return 0;
-    if (now_ms - c->last_complete_ms < c->cfg.min_pause_ms)
-        return 0;
     pending *p = sl__calloc(1, sizeof *p);
     if (!p)
         return 0;
@@ -124,6 +118,17 @@ int64_t sl__coord_maybe_trigger(sl__coordinator *c, int64_t now_ms)
     c->last_trigger_ms = now_ms;
     SL_INFO("event=checkpoint_triggered id=%lld", (long long)p->id);
     return p->id;
+}
+
+int64_t sl__coord_maybe_trigger(sl__coordinator *c, int64_t now_ms)
+{
+    if (c->npending >= c->cfg.max_concurrent)
+        return 0;
+    if (now_ms - c->last_trigger_ms < c->cfg.interval_ms)
+        return 0;
+    if (now_ms - c->last_complete_ms < c->cfg.min_pause_ms)
+        return 0;
+    return sl__coord_trigger_now(c, now_ms);
 }
 
 static pending *find(sl__coordinator *c, int64_t id)

@@ -44,6 +44,10 @@ void sl__coord_destroy(sl__coordinator *c); /* aborts what is pending */
  * honours the interval, the min pause after the last completion and max concurrent. */
 int64_t sl__coord_maybe_trigger(sl__coordinator *c, int64_t now_ms);
 
+/* Starts a checkpoint now, whatever the interval, pause and concurrency say (the final
+ * checkpoint of a job whose tasks are ending). Returns its id, or 0 on out of memory. */
+int64_t sl__coord_trigger_now(sl__coordinator *c, int64_t now_ms);
+
 typedef enum sl__coord_event {
     SL_COORD_PENDING = 0, /* nothing to tell */
     SL_COORD_COMPLETED,   /* the checkpoint is complete and durable: notify the tasks */

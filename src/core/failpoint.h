@@ -13,7 +13,9 @@
  * between two polls),
  * checkpoint.sync (a subtask fails in the synchronous part of a snapshot),
  * checkpoint.async (writing a subtask's state files fails: the checkpoint is declined),
- * checkpoint.notify (a subtask fails in notify_checkpoint_complete).
+ * checkpoint.notify (a subtask fails in notify_checkpoint_complete), job.before_commit (the
+ * process exits with status 137, as under kill -9, after a finished job's final checkpoint
+ * and before the output committed at its end).
  *
  * In builds without SL_TESTING, sl__failpoint() is a constant false.
  */

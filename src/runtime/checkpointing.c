@@ -18,6 +18,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- mailboxes ---------------------------------------------------------------------- */
 
@@ -205,9 +206,22 @@ static void io_submit(sl__job *job, sl__io_job *j)
 
 /* ---- the synchronous part ------------------------------------------------------------- */
 
-/* Snapshots every operator of the task for checkpoint id, hands the asynchronous part to
- * the I/O threads, then sends the barrier downstream. */
-static int snapshot_and_forward(sl__task *t, int64_t id)
+static const char finished_state[] = "_sl_finished";
+
+/* Marks an operator instance as finished in its operator state (union, so a restore at any
+ * parallelism sees it): restored from a final checkpoint, it does not end its input again. */
+static int mark_finished(sl_ctx *ctx)
+{
+    sl_state *st = sl__operator_list_state(ctx->os, ctx, finished_state, "finished:bool", SL_UNION);
+    if (!st)
+        return SL_ESTATE;
+    sl_value v = SL_BOOL(true);
+    return sl_list_update(st, &v, 1);
+}
+
+/* Snapshots every operator of the task for checkpoint id and hands the asynchronous part
+ * to the I/O threads; then, when forward is set, sends the barrier downstream. */
+static int snapshot_task(sl__task *t, int64_t id, bool forward)
 {
     sl__job *job = t->job;
     const sl__job_graph *g = job->g;
@@ -233,6 +247,8 @@ static int snapshot_and_forward(sl__task *t, int64_t id)
                 break;
             }
         }
+        if (!forward && (rc = mark_finished(ctx)) < 0)
+            break;
         if (sl__failpoint("checkpoint.sync")) {
             rc = sl_fail(ctx, "failpoint checkpoint.sync fired in checkpoint %lld", (long long)id);
             break;
@@ -258,6 +274,9 @@ static int snapshot_and_forward(sl__task *t, int64_t id)
     }
     j->sync_us = (sl__now_ns() - t0) / 1000;
     io_submit(job, j);
+    t->last_barrier = id;
+    if (!forward)
+        return 0;
     /* the barrier follows every record emitted before the snapshot, on every output */
     for (int i = 0; i < t->nwriters; i++) {
         sl__writer *w = t->writers[i];
@@ -266,7 +285,6 @@ static int snapshot_and_forward(sl__task *t, int64_t id)
                 return SL_ECANCELED;
     }
     t->dirty = false;
-    t->last_barrier = id;
     SL_DEBUG("event=barrier_forwarded id=%lld task=%d", (long long)id, t->index);
     return 0;
 }
@@ -302,13 +320,27 @@ int sl__task_handle_mail(sl__task *t)
     t->mb.notify = 0;
     pthread_mutex_unlock(&t->mb.mu);
     for (int i = 0; i < n; i++) {
-        int rc = snapshot_and_forward(t, triggers[i]);
+        int rc = snapshot_task(t, triggers[i], true);
         if (rc < 0)
             return rc;
     }
     if (note > t->notified)
         return notify(t, note);
     return 0;
+}
+
+int sl__task_final_snapshot(sl__task *t)
+{
+    sl__job *job = t->job;
+    atomic_fetch_add(&job->ending_tasks, 1);
+    int64_t id;
+    while (!(id = atomic_load(&job->final_id))) {
+        if (atomic_load_explicit(&job->cancelled, memory_order_relaxed))
+            return SL_ECANCELED;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return snapshot_task(t, id, false);
 }
 
 /* ---- barriers at tasks with inputs ---------------------------------------------------- */
@@ -327,7 +359,7 @@ static int maybe_aligned(sl__task *t)
     int64_t id = t->align_id;
     t->align_id = 0;
     t->align_count = 0;
-    int rc = snapshot_and_forward(t, id);
+    int rc = snapshot_task(t, id, true);
     unblock_all(t);
     return rc;
 }
@@ -345,7 +377,7 @@ static int maybe_counted(sl__task *t)
         t->alo_counts[i] = t->alo_counts[t->nalo - 1];
         t->nalo--;
         if (id > t->last_barrier) {
-            int rc = snapshot_and_forward(t, id);
+            int rc = snapshot_task(t, id, true);
             if (rc < 0)
                 return rc;
         }
@@ -476,5 +508,13 @@ int sl__op_restore(sl_ctx *ctx)
     sl__free(readers);
     if (rc < 0)
         return sl_fail(ctx, "restoring from checkpoint %lld: %s", (long long)m->id, err);
+    sl_state *fin = sl__operator_store_find(ctx->os, finished_state);
+    if (!fin)
+        fin = sl__operator_list_state(ctx->os, ctx, finished_state, "finished:bool", SL_UNION);
+    sl_iter *it;
+    if (fin && sl_list_get(fin, &it) > 0) {
+        ctx->finished_on_restore = true;
+        sl_iter_close(it);
+    }
     return 0;
 }

@@ -412,6 +412,12 @@ int sl__op_end_input(sl_ctx *ctx)
 {
     const sl__node *n = ctx->node;
     int rc = 0;
+    if (ctx->finished_on_restore) {
+        /* restored from a final checkpoint: this instance already ended its input and what
+         * it emitted then is in the checkpoint downstream */
+        ctx->ended = true;
+        return 0;
+    }
     if ((n->kind == SL_NODE_AGG || n->kind == SL_NODE_REDUCE) && is_batch(ctx))
         rc = sl__keyed_backend_for_each_key(ctx->kb, ctx->agg_state, emit_final, ctx);
     else if (n->kind == SL_NODE_PROCESS && n->fn.process.end_input) {

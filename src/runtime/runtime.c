@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t sl__now_ns(void)
 {
@@ -216,6 +217,8 @@ static void *task_main(void *arg)
         rc = sl__task_flush(t);
     if (rc == 0)
         rc = send_end(t);
+    if (rc == 0 && job->storage)
+        rc = sl__task_final_snapshot(t);
     for (int i = 0; i < t->nops; i++)
         sl__op_close(t->ops[i]);
     if (rc < 0 && !atomic_load(&job->cancelled)) {
@@ -498,6 +501,7 @@ typedef struct run_state {
     int64_t bad[32];              /* checkpoints whose restore failed */
     int nbad;
     int *signal_out;
+    bool final_done; /* this attempt's final checkpoint completed */
 } run_state;
 
 static void drain_acks(sl__job *job, run_state *rs)
@@ -509,17 +513,20 @@ static void drain_acks(sl__job *job, run_state *rs)
     while (m) {
         sl__ack_msg *next = m->next;
         char err[1024];
-        if (rs->coord)
-            sl__coord_sync_pause(rs->coord, m->id, m->sync_us);
-        sl__coord_event ev = rs->coord
-                                 ? sl__coord_ack(rs->coord, m->id, m->acks, m->nacks, m->declined,
-                                                 m->reason, now_ms(), err, sizeof err)
-                                 : SL_COORD_PENDING;
-        if (ev == SL_COORD_COMPLETED && !atomic_load(&job->cancelled)) {
+        sl__coord_sync_pause(rs->coord, m->id, m->sync_us);
+        sl__coord_event ev = sl__coord_ack(rs->coord, m->id, m->acks, m->nacks, m->declined,
+                                           m->reason, now_ms(), err, sizeof err);
+        bool final = m->id == atomic_load(&job->final_id);
+        if (ev == SL_COORD_COMPLETED && final) {
+            rs->final_done = true;
+        } else if (ev == SL_COORD_COMPLETED && !atomic_load(&job->cancelled)) {
             for (int i = 0; i < job->ntasks; i++)
                 sl__task_post_notify(job->tasks[i], m->id);
-        } else if (ev == SL_COORD_FAIL_JOB) {
-            sl__job_fail(job, SL_EIO, "%s", err);
+        } else if (ev == SL_COORD_FAIL_JOB || (final && ev == SL_COORD_FAILED)) {
+            /* without its final checkpoint a finished job cannot commit its output safely:
+             * it fails, and a restart replays from the last completed checkpoint */
+            sl__job_fail(job, SL_EIO, "%s%s", final ? "the final checkpoint failed: " : "",
+                         ev == SL_COORD_FAIL_JOB ? err : m->reason);
         }
         sl__free(m->acks);
         sl__free(m);
@@ -554,6 +561,9 @@ static int run_attempt(run_state *rs, int attempt, char *err, size_t cap)
         job_free(&job);
         return rc;
     }
+    rs->final_done = false;
+    atomic_init(&job.ending_tasks, 0);
+    atomic_init(&job.final_id, 0);
     SL_INFO("event=job_start job=%s attempt=%d tasks=%d", g->name, attempt, job.ntasks);
     if (job.storage && sl__io_start(&job) < 0) {
         snprintf(err, cap, "cannot start the checkpoint I/O threads");
@@ -603,24 +613,34 @@ static int run_attempt(run_state *rs, int attempt, char *err, size_t cap)
         }
         if (rs->coord) {
             drain_acks(&job, rs);
-            if (atomic_load(&job.finished_tasks) > 0 || atomic_load(&job.cancelled)) {
-                /* checkpoints are taken while every task runs (a finished task cannot
-                 * acknowledge) */
-                if (!aborted_pending) {
+            int64_t now = now_ms(), expired;
+            if (atomic_load(&job.cancelled)) {
+                if (!aborted_pending)
                     sl__coord_abort_pending(rs->coord);
-                    aborted_pending = true;
+                aborted_pending = true;
+            } else if (atomic_load(&job.ending_tasks) > 0) {
+                /* a task has processed all its input: periodic checkpoints end (a task that
+                 * ended cannot place barriers) and the final checkpoint begins */
+                if (!atomic_load(&job.final_id)) {
+                    sl__coord_abort_pending(rs->coord);
+                    int64_t id = sl__coord_trigger_now(rs->coord, now);
+                    if (!id)
+                        sl__job_fail(&job, SL_ENOMEM,
+                                     "out of memory starting the final checkpoint");
+                    atomic_store(&job.final_id, id);
                 }
             } else {
-                int64_t now = now_ms(), expired;
                 int64_t id = sl__coord_maybe_trigger(rs->coord, now);
                 if (id > 0)
                     for (int i = 0; i < job.ntasks; i++)
                         if (!job.tasks[i]->gate)
                             sl__task_post_trigger(job.tasks[i], id);
-                char why[1024];
-                if (sl__coord_tick(rs->coord, now, &expired, why, sizeof why) == SL_COORD_FAIL_JOB)
-                    sl__job_fail(&job, SL_EIO, "%s", why);
             }
+            char why[1024];
+            sl__coord_event ev = sl__coord_tick(rs->coord, now, &expired, why, sizeof why);
+            if (ev == SL_COORD_FAIL_JOB ||
+                (ev == SL_COORD_FAILED && expired && expired == atomic_load(&job.final_id)))
+                sl__job_fail(&job, SL_EIO, "%s", why);
         }
         pthread_mutex_lock(&job.mu);
     }
@@ -631,6 +651,9 @@ static int run_attempt(run_state *rs, int attempt, char *err, size_t cap)
         sl__io_stop(&job);
         drain_acks(&job, rs);
         sl__coord_abort_pending(rs->coord);
+        if (!job.err_code && !rs->final_done)
+            sl__job_fail(&job, SL_EIO,
+                         "the job finished but its final checkpoint did not complete");
     }
     rc = job.err_code;
     if (rc)
@@ -889,6 +912,15 @@ int sl__runtime_run(const sl__job_graph *g, char *err, size_t cap, int *signal_o
             SL_NOTICE("event=restoring attempt=%d checkpoint=%lld", attempt + 1,
                       (long long)rs.restore->id);
     }
+    /* output committed at the end of the job is committed while the final checkpoint still
+     * exists: a crash in between restores from it and commits again */
+    if (how == FINISHED && sl__failpoint("job.before_commit")) {
+        /* the process dies as under kill -9, between the final checkpoint and the commit */
+        SL_WARN("event=failpoint_exit name=job.before_commit");
+        _exit(137);
+    }
+    if (g->on_end)
+        g->on_end(g->on_end_arg, how == FINISHED);
     retention(&rs, how);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);

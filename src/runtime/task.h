@@ -69,7 +69,8 @@ struct sl_ctx {
     int nbcast;
     bool opened;
     bool ended;
-    bool restored; /* state came from a checkpoint (sl_ctx_is_restored) */
+    bool restored;            /* state came from a checkpoint (sl_ctx_is_restored) */
+    bool finished_on_restore; /* restored from a final checkpoint: its input had ended */
 };
 
 /* Messages to a task from the coordinator, read on the task's thread between records. */
@@ -162,6 +163,12 @@ struct sl__job {
     int nbufs;
     int attempt;
     atomic_int finished_tasks;
+    /* The final checkpoint (Flink's FLIP-147): when a task has processed all its input it
+     * takes one last snapshot for checkpoint final_id, which the coordinator opens as soon
+     * as the first task reaches its end (ending_tasks > 0). Output is committed for good
+     * only once it is complete. */
+    atomic_int ending_tasks;
+    _Atomic int64_t final_id;
 
     /* checkpointing (NULL storage: off) */
     sl__storage *storage;
@@ -187,6 +194,9 @@ void sl__task_post_trigger(sl__task *t, int64_t id);
 void sl__task_post_notify(sl__task *t, int64_t id);
 /* Task thread: reads the mailbox; a source starts the checkpoints it was asked for. */
 int sl__task_handle_mail(sl__task *t);
+/* Task thread, at its end with checkpointing: waits for the final checkpoint's id and takes
+ * the task's last snapshot for it (no barrier follows: there is no more input). */
+int sl__task_final_snapshot(sl__task *t);
 /* Task thread: a barrier (or the end of a channel, id 0) arrived on channel c. */
 int sl__task_on_barrier(sl__task *t, sl__channel *c, int64_t id);
 int sl__task_on_end(sl__task *t, sl__channel *c);
