@@ -302,6 +302,22 @@ void sl__coord_abort_pending(sl__coordinator *c)
         drop(c, c->pending, true);
 }
 
+void sl__coord_new_attempt(sl__coordinator *c)
+{
+    if (!c)
+        return;
+    sl__coord_abort_pending(c);
+    c->consecutive_failures = 0;
+}
+
+int sl__coord_pending_ids(const sl__coordinator *c, int64_t *ids, int cap)
+{
+    int n = 0;
+    for (const pending *p = c->pending; p && n < cap; p = p->next)
+        ids[n++] = p->id;
+    return n;
+}
+
 void sl__coord_stats_get(const sl__coordinator *c, sl__coord_stats *out)
 {
     *out = c->stats;

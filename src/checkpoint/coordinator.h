@@ -73,6 +73,14 @@ sl__coord_event sl__coord_tick(sl__coordinator *c, int64_t now_ms, int64_t *expi
  * a task finished and can no longer acknowledge). */
 void sl__coord_abort_pending(sl__coordinator *c);
 
+/* A new job attempt starts: pending checkpoints are aborted and the count of consecutive
+ * failed checkpoints starts again (each attempt may fail as many as tolerated). NULL is a
+ * no-op. */
+void sl__coord_new_attempt(sl__coordinator *c);
+
+/* The ids of pending checkpoints, oldest first; returns how many (at most cap). */
+int sl__coord_pending_ids(const sl__coordinator *c, int64_t *ids, int cap);
+
 /* Counters for logs and tests. */
 typedef struct sl__coord_stats {
     int64_t completed, failed, last_completed_id;

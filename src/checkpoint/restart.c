@@ -326,8 +326,9 @@ int64_t sl__restart_on_failure(sl__restart *r, int64_t now_ms)
         break;
     case KIND_EXPONENTIAL:
         /* Reported before the restart it would cause has happened: the same outage, not a
-         * new failure; it waits for the restart already scheduled. */
-        if (r->restarted && now_ms <= r->next_restart_ms)
+         * new failure; it waits for the restart already scheduled. A failure at the very
+         * moment of that restart comes from the restarted attempt and counts. */
+        if (r->restarted && now_ms < r->next_restart_ms)
             return r->next_restart_ms - now_ms;
         d = on_exponential(r, now_ms);
         break;

@@ -63,10 +63,13 @@ static void post_ack(sl__job *job, sl__ack_msg *m)
 
 static void io_op_free(sl__io_op *op)
 {
-    if (op->snap)
-        sl__keyed_snapshot_release(op->snap);
+    if (!op->borrowed) {
+        if (op->snap)
+            sl__keyed_snapshot_release(op->snap);
+        sl__buf_free(&op->op_state);
+    }
     op->snap = NULL;
-    sl__buf_free(&op->op_state);
+    op->op_state = (sl__buf){0};
 }
 
 static void io_job_free(sl__io_job *j)
@@ -119,6 +122,8 @@ static void run_io_job(sl__job *job, sl__io_job *j)
     m->id = j->id;
     m->sync_us = j->sync_us;
     m->acks = sl__xcalloc((size_t)(j->nops ? j->nops : 1), sizeof *m->acks);
+    if (j->lock)
+        pthread_mutex_lock(j->lock);
     for (int i = 0; i < j->nops && !m->declined; i++) {
         sl__io_op *op = &j->ops[i];
         sl__op_ack *a = &m->acks[m->nacks];
@@ -134,6 +139,8 @@ static void run_io_job(sl__job *job, sl__io_job *j)
         m->nacks++;
         io_op_free(op);
     }
+    if (j->lock)
+        pthread_mutex_unlock(j->lock);
     if (m->declined) {
         for (int i = 0; i < m->nacks; i++)
             sl__subtask_state_free(&m->acks[i].state);
@@ -219,21 +226,18 @@ static int mark_finished(sl_ctx *ctx)
     return sl_list_update(st, &v, 1);
 }
 
-/* Snapshots every operator of the task for checkpoint id and hands the asynchronous part
- * to the I/O threads; then, when forward is set, sends the barrier downstream. */
-static int snapshot_task(sl__task *t, int64_t id, bool forward)
+/* The synchronous part for every operator of the task: user snapshot_state hooks, a copy of
+ * the operator state, the beginning of a copy-on-write keyed snapshot. With finished set the
+ * operators are first marked finished. Fills ops (t->nops entries); on error frees what it
+ * took. */
+static int capture(sl__task *t, int64_t id, bool finished, sl__io_op *ops)
 {
-    sl__job *job = t->job;
-    const sl__job_graph *g = job->g;
-    int64_t t0 = sl__now_ns();
-    sl__io_job *j = sl__xcalloc(1, sizeof *j);
-    j->id = id;
-    j->ops = sl__xcalloc((size_t)t->nops, sizeof *j->ops);
-    int rc = 0;
-    for (int i = 0; i < t->nops && rc == 0; i++) {
+    const sl__job_graph *g = t->job->g;
+    int rc = 0, i;
+    for (i = 0; i < t->nops && rc == 0; i++) {
         sl_ctx *ctx = t->ops[i];
         const sl__node *n = ctx->node;
-        sl__io_op *op = &j->ops[j->nops++];
+        sl__io_op *op = &ops[i];
         op->uid = n->uid;
         op->name = n->name;
         op->parallelism = ctx->parallelism;
@@ -247,7 +251,7 @@ static int snapshot_task(sl__task *t, int64_t id, bool forward)
                 break;
             }
         }
-        if (!forward && (rc = mark_finished(ctx)) < 0)
+        if (finished && (rc = mark_finished(ctx)) < 0)
             break;
         if (sl__failpoint("checkpoint.sync")) {
             rc = sl_fail(ctx, "failpoint checkpoint.sync fired in checkpoint %lld", (long long)id);
@@ -257,6 +261,9 @@ static int snapshot_task(sl__task *t, int64_t id, bool forward)
             rc = sl_fail(ctx, "out of memory snapshotting operator state");
             break;
         }
+        /* a store without any state encodes as a single zero (no states): no section */
+        if (op->op_state.len == 1 && op->op_state.data[0] == 0)
+            op->op_state.len = 0;
         if (ctx->kb) {
             op->kg_start = sl__key_group_start(ctx->subtask, ctx->parallelism, g->max_parallelism);
             op->kg_end =
@@ -268,15 +275,32 @@ static int snapshot_task(sl__task *t, int64_t id, bool forward)
             }
         }
     }
+    if (rc < 0)
+        for (int k = 0; k <= i && k < t->nops; k++)
+            io_op_free(&ops[k]);
+    return rc;
+}
+
+/* Snapshots the task for checkpoint id, hands the asynchronous part to the I/O threads and
+ * sends the barrier downstream. */
+static int snapshot_task(sl__task *t, int64_t id)
+{
+    sl__job *job = t->job;
+    int64_t t0 = sl__now_ns();
+    sl__io_job *j = sl__xcalloc(1, sizeof *j);
+    j->id = id;
+    j->ops = sl__xcalloc((size_t)t->nops, sizeof *j->ops);
+    int rc = capture(t, id, false, j->ops);
     if (rc < 0) {
-        io_job_free(j);
+        sl__free(j->ops);
+        sl__free(j);
         return rc;
     }
+    j->nops = t->nops;
     j->sync_us = (sl__now_ns() - t0) / 1000;
     io_submit(job, j);
     t->last_barrier = id;
-    if (!forward)
-        return 0;
+    atomic_store(&t->last_acked, id);
     /* the barrier follows every record emitted before the snapshot, on every output */
     for (int i = 0; i < t->nwriters; i++) {
         sl__writer *w = t->writers[i];
@@ -287,6 +311,44 @@ static int snapshot_task(sl__task *t, int64_t id, bool forward)
     t->dirty = false;
     SL_DEBUG("event=barrier_forwarded id=%lld task=%d", (long long)id, t->index);
     return 0;
+}
+
+int sl__task_freeze(sl__task *t)
+{
+    sl__io_op *ops = sl__xcalloc((size_t)t->nops, sizeof *ops);
+    int rc = capture(t, t->last_barrier + 1, true, ops);
+    if (rc < 0) {
+        sl__free(ops);
+        return rc;
+    }
+    t->frozen_ops = ops;
+    atomic_store_explicit(&t->frozen, true, memory_order_release);
+    return 0;
+}
+
+void sl__task_submit_frozen(sl__task *t, int64_t id)
+{
+    sl__io_job *j = sl__xcalloc(1, sizeof *j);
+    j->id = id;
+    j->nops = t->nops;
+    j->ops = sl__xcalloc((size_t)t->nops, sizeof *j->ops);
+    for (int i = 0; i < t->nops; i++) {
+        j->ops[i] = t->frozen_ops[i];
+        j->ops[i].borrowed = true;
+    }
+    j->lock = &t->frozen_mu;
+    t->frozen_sent = id;
+    io_submit(t->job, j);
+}
+
+void sl__task_release_frozen(sl__task *t)
+{
+    if (!t->frozen_ops)
+        return;
+    for (int i = 0; i < t->nops; i++)
+        io_op_free(&t->frozen_ops[i]);
+    sl__free(t->frozen_ops);
+    t->frozen_ops = NULL;
 }
 
 static int notify(sl__task *t, int64_t id)
@@ -320,27 +382,13 @@ int sl__task_handle_mail(sl__task *t)
     t->mb.notify = 0;
     pthread_mutex_unlock(&t->mb.mu);
     for (int i = 0; i < n; i++) {
-        int rc = snapshot_task(t, triggers[i], true);
+        int rc = snapshot_task(t, triggers[i]);
         if (rc < 0)
             return rc;
     }
     if (note > t->notified)
         return notify(t, note);
     return 0;
-}
-
-int sl__task_final_snapshot(sl__task *t)
-{
-    sl__job *job = t->job;
-    atomic_fetch_add(&job->ending_tasks, 1);
-    int64_t id;
-    while (!(id = atomic_load(&job->final_id))) {
-        if (atomic_load_explicit(&job->cancelled, memory_order_relaxed))
-            return SL_ECANCELED;
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
-    return snapshot_task(t, id, false);
 }
 
 /* ---- barriers at tasks with inputs ---------------------------------------------------- */
@@ -359,7 +407,7 @@ static int maybe_aligned(sl__task *t)
     int64_t id = t->align_id;
     t->align_id = 0;
     t->align_count = 0;
-    int rc = snapshot_task(t, id, true);
+    int rc = snapshot_task(t, id);
     unblock_all(t);
     return rc;
 }
@@ -377,7 +425,7 @@ static int maybe_counted(sl__task *t)
         t->alo_counts[i] = t->alo_counts[t->nalo - 1];
         t->nalo--;
         if (id > t->last_barrier) {
-            int rc = snapshot_task(t, id, true);
+            int rc = snapshot_task(t, id);
             if (rc < 0)
                 return rc;
         }
@@ -482,8 +530,11 @@ int sl__op_restore(sl_ctx *ctx)
         sl__buf *parts = sl__xcalloc((size_t)o->parallelism, sizeof *parts);
         for (int s = 0; s < o->parallelism && rc == 0; s++) {
             const sl__subtask_state *ss = &o->subtasks[s];
-            if (!ss->op_length)
+            if (!ss->op_length) {
+                /* no section: a store without state (varint 0 states, see state.h) */
+                rc = sl__buf_append(&parts[s], "", 1);
                 continue;
+            }
             if (!readers[s]) {
                 rc = sl__state_reader_open(job->storage, job->restore_chk, m->id, ss, &readers[s],
                                            err, sizeof err);

@@ -218,7 +218,7 @@ static void *task_main(void *arg)
     if (rc == 0)
         rc = send_end(t);
     if (rc == 0 && job->storage)
-        rc = sl__task_final_snapshot(t);
+        rc = sl__task_freeze(t);
     for (int i = 0; i < t->nops; i++)
         sl__op_close(t->ops[i]);
     if (rc < 0 && !atomic_load(&job->cancelled)) {
@@ -340,6 +340,7 @@ static int build_job(build *b, char *err, size_t cap)
                 t->subtask = s;
                 t->index = job->ntasks;
                 pthread_mutex_init(&t->mb.mu, NULL);
+                pthread_mutex_init(&t->frozen_mu, NULL);
                 sl__arena_init(&t->arena);
                 b->tasks_by_head[i][s] = t;
                 job->tasks =
@@ -458,6 +459,7 @@ static void job_free(sl__job *job)
         sl__free(t->chans_per_input);
         sl__arena_close(&t->arena);
         pthread_mutex_destroy(&t->mb.mu);
+        pthread_mutex_destroy(&t->frozen_mu);
         sl__free(t);
     }
     for (int i = 0; i < job->nwriters; i++) {
@@ -516,7 +518,7 @@ static void drain_acks(sl__job *job, run_state *rs)
         sl__coord_sync_pause(rs->coord, m->id, m->sync_us);
         sl__coord_event ev = sl__coord_ack(rs->coord, m->id, m->acks, m->nacks, m->declined,
                                            m->reason, now_ms(), err, sizeof err);
-        bool final = m->id == atomic_load(&job->final_id);
+        bool final = m->id == job->final_id;
         if (ev == SL_COORD_COMPLETED && final) {
             rs->final_done = true;
         } else if (ev == SL_COORD_COMPLETED && !atomic_load(&job->cancelled)) {
@@ -531,6 +533,25 @@ static void drain_acks(sl__job *job, run_state *rs)
         sl__free(m->acks);
         sl__free(m);
         m = next;
+    }
+}
+
+/* Covers every pending checkpoint that a frozen task has not snapshotted itself from its
+ * frozen state. */
+static void cover_frozen(sl__job *job, run_state *rs)
+{
+    int64_t ids[SL_MAX_TRIGGERS];
+    int n = sl__coord_pending_ids(rs->coord, ids, SL_MAX_TRIGGERS);
+    if (!n)
+        return;
+    for (int i = 0; i < job->ntasks; i++) {
+        sl__task *t = job->tasks[i];
+        if (!atomic_load_explicit(&t->frozen, memory_order_acquire))
+            continue;
+        int64_t done = atomic_load(&t->last_acked);
+        for (int k = 0; k < n; k++)
+            if (ids[k] > done && ids[k] > t->frozen_sent)
+                sl__task_submit_frozen(t, ids[k]);
     }
 }
 
@@ -562,8 +583,6 @@ static int run_attempt(run_state *rs, int attempt, char *err, size_t cap)
         return rc;
     }
     rs->final_done = false;
-    atomic_init(&job.ending_tasks, 0);
-    atomic_init(&job.final_id, 0);
     SL_INFO("event=job_start job=%s attempt=%d tasks=%d", g->name, attempt, job.ntasks);
     if (job.storage && sl__io_start(&job) < 0) {
         snprintf(err, cap, "cannot start the checkpoint I/O threads");
@@ -618,28 +637,17 @@ static int run_attempt(run_state *rs, int attempt, char *err, size_t cap)
                 if (!aborted_pending)
                     sl__coord_abort_pending(rs->coord);
                 aborted_pending = true;
-            } else if (atomic_load(&job.ending_tasks) > 0) {
-                /* a task has processed all its input: periodic checkpoints end (a task that
-                 * ended cannot place barriers) and the final checkpoint begins */
-                if (!atomic_load(&job.final_id)) {
-                    sl__coord_abort_pending(rs->coord);
-                    int64_t id = sl__coord_trigger_now(rs->coord, now);
-                    if (!id)
-                        sl__job_fail(&job, SL_ENOMEM,
-                                     "out of memory starting the final checkpoint");
-                    atomic_store(&job.final_id, id);
-                }
             } else {
                 int64_t id = sl__coord_maybe_trigger(rs->coord, now);
                 if (id > 0)
                     for (int i = 0; i < job.ntasks; i++)
-                        if (!job.tasks[i]->gate)
+                        if (!job.tasks[i]->gate && !atomic_load(&job.tasks[i]->frozen))
                             sl__task_post_trigger(job.tasks[i], id);
+                cover_frozen(&job, rs);
             }
             char why[1024];
             sl__coord_event ev = sl__coord_tick(rs->coord, now, &expired, why, sizeof why);
-            if (ev == SL_COORD_FAIL_JOB ||
-                (ev == SL_COORD_FAILED && expired && expired == atomic_load(&job.final_id)))
+            if (ev == SL_COORD_FAIL_JOB)
                 sl__job_fail(&job, SL_EIO, "%s", why);
         }
         pthread_mutex_lock(&job.mu);
@@ -648,9 +656,18 @@ static int run_attempt(run_state *rs, int attempt, char *err, size_t cap)
     for (int i = 0; i < started; i++)
         pthread_join(job.tasks[i]->thread, NULL);
     if (job.storage) {
+        if (!job.err_code && !atomic_load(&job.cancelled)) {
+            /* every task has frozen: the final checkpoint takes them all as they ended */
+            sl__coord_abort_pending(rs->coord);
+            job.final_id = sl__coord_trigger_now(rs->coord, now_ms());
+            for (int i = 0; job.final_id && i < job.ntasks; i++)
+                sl__task_submit_frozen(job.tasks[i], job.final_id);
+        }
         sl__io_stop(&job);
         drain_acks(&job, rs);
         sl__coord_abort_pending(rs->coord);
+        for (int i = 0; i < job.ntasks; i++)
+            sl__task_release_frozen(job.tasks[i]);
         if (!job.err_code && !rs->final_done)
             sl__job_fail(&job, SL_EIO,
                          "the job finished but its final checkpoint did not complete");
@@ -674,6 +691,12 @@ static int check_restore(const sl__job_graph *g, const sl__checkpoint_meta *m, c
         for (int k = 0; k < g->nnodes; k++)
             if (g->nodes[k]->uid && !strcmp(g->nodes[k]->uid, o->uid))
                 found = g->nodes[k];
+        bool stateless = true;
+        for (int k = 0; k < o->parallelism; k++)
+            if (o->subtasks[k].file && o->subtasks[k].file[0])
+                stateless = false;
+        if (!found && stateless)
+            continue; /* nothing to lose, as in Flink */
         if (!found) {
             if (g->allow_non_restored) {
                 SL_WARN("event=state_not_restored checkpoint=%s uid=%s name=\"%s\"", path, o->uid,
@@ -908,6 +931,16 @@ int sl__runtime_run(const sl__job_graph *g, char *err, size_t cap, int *signal_o
         }
         if (rs.storage)
             pick_restore(&rs);
+        if (rs.restore && is_bad(&rs, rs.restore->id)) {
+            char last[1024];
+            snprintf(last, sizeof last, "%s", err);
+            snprintf(err, cap,
+                     "cannot recover: checkpoint %lld cannot be restored and no other checkpoint "
+                     "is retained; %s",
+                     (long long)rs.restore->id, last);
+            break;
+        }
+        sl__coord_new_attempt(rs.coord);
         if (rs.restore)
             SL_NOTICE("event=restoring attempt=%d checkpoint=%lld", attempt + 1,
                       (long long)rs.restore->id);

@@ -114,10 +114,21 @@ struct sl__task {
     int nalo;
     int64_t last_barrier; /* newest checkpoint snapshotted */
     int64_t notified;     /* newest checkpoint notified */
+
+    /* A task that has processed all its input freezes: its state at its end is kept as a
+     * snapshot (frozen_ops), and every later checkpoint takes this task's part from it.
+     * The task thread fills frozen_ops and then sets frozen (release); the job's main
+     * thread reads them after seeing frozen (acquire). */
+    _Atomic int64_t last_acked; /* newest checkpoint this task's thread snapshotted */
+    atomic_bool frozen;
+    struct sl__io_op *frozen_ops;
+    pthread_mutex_t frozen_mu;
+    int64_t frozen_sent; /* main thread: newest checkpoint covered from frozen_ops */
 };
 
 /* An asynchronous snapshot part: what one operator instance hands to the I/O thread. */
 typedef struct sl__io_op {
+    bool borrowed; /* snap and op_state belong to a frozen task, not to this job */
     const char *uid, *name;
     int parallelism, max_parallelism, subtask;
     int kg_start, kg_end;
@@ -127,7 +138,8 @@ typedef struct sl__io_op {
 
 typedef struct sl__io_job {
     int64_t id;
-    int64_t sync_us; /* how long the task was stopped for the synchronous part */
+    pthread_mutex_t *lock; /* a frozen task's: its snapshot is written by one thread at a time */
+    int64_t sync_us;       /* how long the task was stopped for the synchronous part */
     sl__io_op *ops;
     int nops;
     struct sl__io_job *next;
@@ -163,12 +175,7 @@ struct sl__job {
     int nbufs;
     int attempt;
     atomic_int finished_tasks;
-    /* The final checkpoint (Flink's FLIP-147): when a task has processed all its input it
-     * takes one last snapshot for checkpoint final_id, which the coordinator opens as soon
-     * as the first task reaches its end (ending_tasks > 0). Output is committed for good
-     * only once it is complete. */
-    atomic_int ending_tasks;
-    _Atomic int64_t final_id;
+    int64_t final_id; /* main thread: the final checkpoint, taken when every task froze */
 
     /* checkpointing (NULL storage: off) */
     sl__storage *storage;
@@ -194,9 +201,13 @@ void sl__task_post_trigger(sl__task *t, int64_t id);
 void sl__task_post_notify(sl__task *t, int64_t id);
 /* Task thread: reads the mailbox; a source starts the checkpoints it was asked for. */
 int sl__task_handle_mail(sl__task *t);
-/* Task thread, at its end with checkpointing: waits for the final checkpoint's id and takes
- * the task's last snapshot for it (no barrier follows: there is no more input). */
-int sl__task_final_snapshot(sl__task *t);
+/* Task thread, at its end with checkpointing: snapshots its operators as they are now,
+ * marked finished, and freezes (see sl__task.frozen). */
+int sl__task_freeze(sl__task *t);
+/* Main thread: covers checkpoint id for a frozen task from its frozen snapshot. */
+void sl__task_submit_frozen(sl__task *t, int64_t id);
+/* After the I/O threads stopped: releases a task's frozen snapshot. */
+void sl__task_release_frozen(sl__task *t);
 /* Task thread: a barrier (or the end of a channel, id 0) arrived on channel c. */
 int sl__task_on_barrier(sl__task *t, sl__channel *c, int64_t id);
 int sl__task_on_end(sl__task *t, sl__channel *c);
