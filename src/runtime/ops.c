@@ -137,6 +137,18 @@ static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
 
 /* ---- emitting ---------------------------------------------------------------------- */
 
+/* Passes a row whose types are known to match the operator's schema to every output. */
+static int emit_checked(sl_ctx *ctx, const sl_value *row)
+{
+    for (int i = 0; i < ctx->nouts; i++) {
+        const sl__output *o = &ctx->outs[i];
+        int rc = o->next ? sl__op_process(o->next, o->input, row) : writer_write(o->w, ctx, row);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int sl_emit(sl_ctx *ctx, const sl_value *row)
 {
     const sl__schema *s = ctx->node->schema;
@@ -145,13 +157,7 @@ int sl_emit(sl_ctx *ctx, const sl_value *row)
         return sl_fail(ctx, "emitted field %d (%s) as %s; the operator's schema \"%s\" says %s",
                        bad, s->names[bad], sl__type_name(row[bad].type), s->text,
                        sl__type_name(s->types[bad]));
-    for (int i = 0; i < ctx->nouts; i++) {
-        const sl__output *o = &ctx->outs[i];
-        int rc = o->next ? sl__op_process(o->next, o->input, row) : writer_write(o->w, ctx, row);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return emit_checked(ctx, row);
 }
 
 /* ---- operator lifecycle and processing ---------------------------------------------- */
@@ -234,7 +240,7 @@ static int emit_state(sl_ctx *ctx)
     int found = sl_value_get(ctx->agg_state, row);
     if (found <= 0)
         return found;
-    return sl_emit(ctx, row);
+    return emit_checked(ctx, row); /* read back with the operator's schema */
 }
 
 static bool better(sl__agg_kind k, const sl_value *candidate, const sl_value *current)
@@ -294,7 +300,7 @@ static int aggregate(sl_ctx *ctx, const sl_value *row)
     if (rc < 0 || is_batch(ctx))
         return rc;
     if (s->fixed_size && found && changed && n->agg != SL_AGG_MIN_BY && n->agg != SL_AGG_MAX_BY)
-        return sl_emit(ctx, cur);
+        return emit_checked(ctx, cur);
     return emit_state(ctx);
 }
 
@@ -362,7 +368,7 @@ int sl__op_process(sl_ctx *ctx, int input, const sl_value *row)
         if (rc < 0)
             rc = sl__op_failed(ctx, "filter", rc);
         else if (rc > 0)
-            rc = sl_emit(ctx, row);
+            rc = emit_checked(ctx, row); /* the input row, same schema */
         break;
     case SL_NODE_PROCESS:
         rc = n->fn.process.process(ctx, row);
@@ -376,7 +382,7 @@ int sl__op_process(sl_ctx *ctx, int input, const sl_value *row)
         rc = aggregate(ctx, row);
         break;
     case SL_NODE_UNION:
-        rc = sl_emit(ctx, row);
+        rc = emit_checked(ctx, row);
         break;
     case SL_NODE_BROADCAST_CONNECT:
         for (int i = 0; i < ctx->nbcast; i++)
