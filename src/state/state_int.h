@@ -190,6 +190,10 @@ extern _Thread_local uint64_t sl__htab_finds;
 /* Makes room for one more entry. Returns 1 when the table was (re)allocated, so slots
  * found before are stale, 0 when nothing moved, SL_ENOMEM (only when may_fail). */
 int sl__htab_reserve(sl__htab *t, bool may_fail);
+/* The same for extra more entries at once (restore sizes a table before filling it: entries
+ * arrive ordered by hash, and inserting them into a small table that doubles as it fills
+ * piles them into long probe runs). */
+int sl__htab_reserve_n(sl__htab *t, size_t extra, bool may_fail);
 /* Puts e at slot (an insertion slot from sl__htab_find after sl__htab_reserve). */
 void sl__htab_insert_at(sl__htab *t, size_t slot, uint8_t *e);
 /* Removes the entry at slot (without freeing it), shifting later entries back. */

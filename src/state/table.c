@@ -264,12 +264,14 @@ bool sl__htab_find(const sl__htab *t, uint64_t hash64, const void *a, size_t ale
     }
 }
 
-int sl__htab_reserve(sl__htab *t, bool may_fail)
+int sl__htab_reserve_n(sl__htab *t, size_t extra, bool may_fail)
 {
     size_t cap = t->slots ? t->mask + 1 : 0;
-    if ((t->count + 1) * 4 <= cap * 3)
+    if ((t->count + extra) * 4 <= cap * 3)
         return 0;
     size_t ncap = cap ? cap * 2 : 8;
+    while ((t->count + extra) * 4 > ncap * 3)
+        ncap *= 2;
     SL_ASSERT(ncap > cap);
     uint8_t **slots = may_fail ? sl__calloc(ncap, sizeof *slots) : sl__xcalloc(ncap, sizeof *slots);
     if (!slots)
@@ -290,6 +292,11 @@ int sl__htab_reserve(sl__htab *t, bool may_fail)
     sl__free(t->slots);
     *t = nt;
     return 1;
+}
+
+int sl__htab_reserve(sl__htab *t, bool may_fail)
+{
+    return sl__htab_reserve_n(t, 1, may_fail);
 }
 
 void sl__htab_insert_at(sl__htab *t, size_t slot, uint8_t *e)

@@ -1196,6 +1196,12 @@ static int apply_kg(heap_backend *hb, int kg, const uint8_t *p, size_t len)
         hs->layout++;
         if (hs->handle)
             hs->handle->mod++;
+        if (s.nentries) {
+            if (!hs->kg[idx] && !(hs->kg[idx] = sl__calloc(1, sizeof *hs->kg[idx])))
+                return SL_ENOMEM;
+            if (sl__htab_reserve_n(hs->kg[idx], (size_t)s.nentries, true) < 0)
+                return SL_ENOMEM;
+        }
         for (uint64_t e = 0; e < s.nentries; e++) {
             const uint8_t *key, *ns, *pl;
             size_t kl, nsl, pll;
