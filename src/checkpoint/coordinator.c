@@ -302,12 +302,13 @@ void sl__coord_abort_pending(sl__coordinator *c)
         drop(c, c->pending, true);
 }
 
-void sl__coord_new_attempt(sl__coordinator *c)
+void sl__coord_new_attempt(sl__coordinator *c, int64_t now_ms)
 {
     if (!c)
         return;
     sl__coord_abort_pending(c);
     c->consecutive_failures = 0;
+    c->last_trigger_ms = now_ms;
 }
 
 int sl__coord_pending_ids(const sl__coordinator *c, int64_t *ids, int cap)

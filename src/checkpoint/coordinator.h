@@ -73,10 +73,10 @@ sl__coord_event sl__coord_tick(sl__coordinator *c, int64_t now_ms, int64_t *expi
  * a task finished and can no longer acknowledge). */
 void sl__coord_abort_pending(sl__coordinator *c);
 
-/* A new job attempt starts: pending checkpoints are aborted and the count of consecutive
- * failed checkpoints starts again (each attempt may fail as many as tolerated). NULL is a
- * no-op. */
-void sl__coord_new_attempt(sl__coordinator *c);
+/* A job attempt starts at now_ms: pending checkpoints are aborted, the count of consecutive
+ * failed checkpoints starts again (each attempt may fail as many as tolerated), and the
+ * first checkpoint comes one interval later, as in Flink. NULL is a no-op. */
+void sl__coord_new_attempt(sl__coordinator *c, int64_t now_ms);
 
 /* The ids of pending checkpoints, oldest first; returns how many (at most cap). */
 int sl__coord_pending_ids(const sl__coordinator *c, int64_t *ids, int cap);

@@ -583,6 +583,7 @@ static int run_attempt(run_state *rs, int attempt, char *err, size_t cap)
         return rc;
     }
     rs->final_done = false;
+    sl__coord_new_attempt(rs->coord, now_ms());
     SL_INFO("event=job_start job=%s attempt=%d tasks=%d", g->name, attempt, job.ntasks);
     if (job.storage && sl__io_start(&job) < 0) {
         snprintf(err, cap, "cannot start the checkpoint I/O threads");
@@ -940,7 +941,6 @@ int sl__runtime_run(const sl__job_graph *g, char *err, size_t cap, int *signal_o
                      (long long)rs.restore->id, last);
             break;
         }
-        sl__coord_new_attempt(rs.coord);
         if (rs.restore)
             SL_NOTICE("event=restoring attempt=%d checkpoint=%lld", attempt + 1,
                       (long long)rs.restore->id);

@@ -153,6 +153,17 @@ TEST(a_success_resets_the_failure_count)
     sl__storage_destroy(st);
 }
 
+TEST(first_checkpoint_one_interval_after_the_attempt_starts)
+{
+    sl__storage *st = memory_storage();
+    sl__coordinator *c = coord(st, 1, 100, 10000, 0, 1, 0);
+    sl__coord_new_attempt(c, 5000);
+    CHECK_EQ_INT(sl__coord_maybe_trigger(c, 5050), 0);
+    CHECK_EQ_INT(sl__coord_maybe_trigger(c, 5100), 1);
+    sl__coord_destroy(c);
+    sl__storage_destroy(st);
+}
+
 TEST(abort_pending_is_not_a_failure)
 {
     sl__storage *st = memory_storage();
@@ -176,5 +187,5 @@ int main(int argc, char **argv)
         argc, argv, interval_and_max_concurrent, completes_only_when_every_task_acknowledged,
         min_pause_counts_from_the_last_completion, newer_completion_subsumes_older_pending,
         timeouts_and_declines_count_against_tolerable_failures, a_success_resets_the_failure_count,
-        abort_pending_is_not_a_failure);
+        first_checkpoint_one_interval_after_the_attempt_starts, abort_pending_is_not_a_failure);
 }
