@@ -12,11 +12,13 @@ PACKAGES=(
     pkg-config      # finds libyaml; tests/e2e/test_install.sh
     libyaml-dev     # config files (--conf)
     libxxhash-dev   # key hashing (header-only use)
+    librocksdb-dev  # the rocksdb state backend (C API, rocksdb.pc)
     clang-format    # make format, make format-check
     netcat-openbsd  # e2e tests: socket sources
     procps          # e2e tests: ps, pgrep, kill
     python3         # e2e tests: free_port in tests/e2e/lib.sh
     iproute2        # make demo and e2e tests: ss, to see a port listening
+    gnuplot-nox     # make bench: the report's PNG plots (pngcairo, no X)
 )
 
 set -euo pipefail

@@ -100,8 +100,45 @@ static const sl__config_key keys[] = {
         .alias = "state.backend",
         .type = SL_CFG_ENUM,
         .def = "hashmap",
-        .values = "hashmap",
-        .doc = "Where keyed state lives: hashmap keeps it in memory as objects.",
+        .values = "hashmap|rocksdb",
+        .doc = "Where keyed state lives: hashmap keeps it in memory (fastest; state must fit in "
+               "memory); rocksdb keeps it in a RocksDB database per keyed operator subtask, in "
+               "memory and on local disk (for state larger than memory, slower to read and "
+               "write).",
+    },
+    {
+        .name = "state.backend.rocksdb.localdir",
+        .type = SL_CFG_PATH,
+        .doc = "rocksdb: directory under which each keyed operator subtask creates its working "
+               "directory (removed when the subtask ends); created if missing. Not set: "
+               "$TMPDIR, else /tmp.",
+    },
+    {
+        .name = "state.backend.rocksdb.memory.managed",
+        .type = SL_CFG_BOOL,
+        .def = "true",
+        .doc = "rocksdb: true bounds each instance's memory by a shared block cache and "
+               "write-buffer budget (memory.fixed-per-subtask); false leaves RocksDB's defaults "
+               "per state (memory grows with the number of states).",
+    },
+    {
+        .name = "state.backend.rocksdb.memory.fixed-per-subtask",
+        .alias = "state.backend.rocksdb.memory.fixed-per-slot",
+        .type = SL_CFG_MEMORY,
+        .def = "64mb",
+        .min = 4 * MIB,
+        .max = TIB,
+        .doc = "rocksdb, managed memory: the block cache plus write buffers of one keyed "
+               "operator subtask's instance.",
+    },
+    {
+        .name = "state.backend.rocksdb.memory.write-buffer-ratio",
+        .type = SL_CFG_DOUBLE,
+        .def = "0.5",
+        .min = 0,
+        .max = 1,
+        .doc = "rocksdb, managed memory: the share of fixed-per-subtask for write buffers "
+               "(memtables); the rest is block cache. Each side gets at least 1 MiB.",
     },
     {
         .name = "execution.checkpointing.interval",

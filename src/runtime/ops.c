@@ -192,9 +192,11 @@ int sl__op_open(sl_ctx *ctx)
         const sl__key_spec *spec = &n->inputs[0].key;
         int start = sl__key_group_start(ctx->subtask, ctx->parallelism, g->max_parallelism);
         int end = sl__key_group_start(ctx->subtask + 1, ctx->parallelism, g->max_parallelism);
-        ctx->kb = sl__heap_backend_create(g->max_parallelism, start, end, spec->schema);
+        char err[512];
+        ctx->kb = sl__keyed_backend_create(g->config, n->uid, ctx->subtask, g->max_parallelism,
+                                           start, end, spec->schema, err, sizeof err);
         if (!ctx->kb)
-            return sl_fail(ctx, "out of memory creating the keyed state backend");
+            return sl_fail(ctx, "cannot create the keyed state backend: %s", err);
         ctx->keyer.spec = spec;
         if (spec->field < 0)
             ctx->key_ctx = side_ctx(ctx, spec->fn.user);

@@ -117,18 +117,20 @@ static int o_list_get(sl_state *st, const uint8_t **p, size_t *n)
     return 1;
 }
 
-static void o_list_append(sl_state *st, const uint8_t *p, size_t n, size_t count)
+static int o_list_append(sl_state *st, const uint8_t *p, size_t n, size_t count)
 {
     ostate *o = st->impl;
     o->list = sl__vec_append(o->list, p, n, count, false);
+    return 0;
 }
 
-static void o_list_set(sl_state *st, const uint8_t *p, size_t n, size_t count)
+static int o_list_set(sl_state *st, const uint8_t *p, size_t n, size_t count)
 {
     ostate *o = st->impl;
     if (o->list)
         o->list->len = o->list->count = 0;
     o->list = sl__vec_append(o->list, p, n, count, false);
+    return 0;
 }
 
 static int o_map_get(sl_state *st, const uint8_t *k, size_t kn, const uint8_t **v, size_t *vn)
@@ -137,10 +139,11 @@ static int o_map_get(sl_state *st, const uint8_t *k, size_t kn, const uint8_t **
     return sl__kv_get(&o->map, k, kn, v, vn);
 }
 
-static void o_map_put(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
+static int o_map_put(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
 {
     ostate *o = st->impl;
     sl__kv_put(&o->map, &o->os->slab, k, kn, v, vn, false);
+    return 0;
 }
 
 static int o_map_remove(sl_state *st, const uint8_t *k, size_t kn)
@@ -149,10 +152,14 @@ static int o_map_remove(sl_state *st, const uint8_t *k, size_t kn)
     return sl__kv_remove(&o->map, &o->os->slab, k, kn);
 }
 
-static const sl__htab *o_map_table(sl_state *st)
+static int o_map_iter_open(sl_state *st, sl_iter *it)
 {
     ostate *o = st->impl;
-    return o->map.count ? &o->map : NULL;
+    if (!o->map.count)
+        return 0;
+    it->tab = &o->map;
+    it->pos = 0;
+    return 1;
 }
 
 static int o_clear(sl_state *st)
@@ -170,7 +177,8 @@ static const sl__state_ops operator_state_ops = {
     .map_get = o_map_get,
     .map_put = o_map_put,
     .map_remove = o_map_remove,
-    .map_table = o_map_table,
+    .map_iter_open = o_map_iter_open,
+    .map_iter_next = sl__htab_iter_next,
     .clear = o_clear,
 };
 

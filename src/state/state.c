@@ -6,18 +6,26 @@
  * reached through the handle's sl__state_ops (heap backend, operator store).
  *
  * Also here: the parts of the keyed backend interface that are the same for every backend
- * (current key, registration, dispatch to sl__backend_ops), the iterator pool, and the
- * validation of serialized rows used by restore.
+ * (current key, registration, dispatch to sl__backend_ops), the backend factory that picks
+ * heap or RocksDB by configuration, the iterator pool, the validation of serialized rows
+ * and of canonical key-group sections used by every backend's restore.
  *
- * Lifetimes: rows read from state are views into state memory, valid until the next write
- * to any state of the same backend or store (sluice.h promises less: until the end of the
- * callback or the next write). Rows given to writers are serialized into the handle's
- * scratch buffer before storage sees them, so a row may hold views into state memory (a
- * value just read, modified and written back) without being clobbered.
+ * Lifetimes: rows read from state are views into state memory (heap) or into the backend's
+ * view arena (RocksDB), valid until the next write to any state of the same backend or
+ * store or the end of the call into user code, whichever comes first (sluice.h). Rows given
+ * to writers are serialized into the handle's scratch buffer before storage sees them, so a
+ * row may hold views into state memory (a value just read, modified and written back)
+ * without being clobbered.
+ *
+ * Errors from storage (a RocksDB read or write that failed) arrive as negative codes from
+ * sl__state_ops, already reported through sl_fail by the backend; they are returned to the
+ * caller as they are.
  */
 #include "core/alloc.h"
+#include "core/config.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "state/rocksdb/rocksdb_backend.h"
 #include "state/state_int.h"
 
 #include <stdarg.h>
@@ -242,6 +250,131 @@ bool sl__pairs_valid(const sl__schema *ks, const sl__schema *vs, const uint8_t *
     return r.p == r.end;
 }
 
+bool sl__elems_count(const uint8_t *p, size_t n, uint64_t *count)
+{
+    sl__rd r = {p, p + n};
+    uint64_t c = 0;
+    while (r.p < r.end) {
+        const uint8_t *e;
+        size_t len;
+        if (!sl__rd_bytes(&r, &e, &len))
+            return false;
+        c++;
+    }
+    *count = c;
+    return true;
+}
+
+bool sl__payload_valid(const sl_state *st, int kind, const uint8_t *p, size_t n)
+{
+    if (sl__kind_is_valuelike(kind))
+        return !st || sl__row_valid(st->stored, p, n);
+    sl__rd r = {p, p + n};
+    uint64_t count;
+    if (!sl__rd_varint(&r, &count))
+        return false;
+    size_t rest = (size_t)(r.end - r.p);
+    if (kind == SL_STATE_LIST)
+        return sl__elems_valid(st ? st->schema : NULL, r.p, rest, count);
+    return sl__pairs_valid(st ? st->key_schema : NULL, st ? st->schema : NULL, r.p, rest, count);
+}
+
+int sl__kg_validate(sl__keyed_backend *be, int kg, const uint8_t *p, size_t len,
+                    sl__kg_lookup lookup, char *err, size_t cap)
+{
+    sl__rd r = {p, p + len};
+    uint64_t nst;
+    if (!sl__rd_varint(&r, &nst)) {
+        snprintf(err, cap, "key group %d: the state count is truncated", kg);
+        return SL_EFORMAT;
+    }
+    sl__kg_section *seen = NULL;
+    size_t nseen = 0, seen_cap = 0;
+    int rc = 0;
+    for (uint64_t i = 0; i < nst && rc == 0; i++) {
+        sl__kg_section s;
+        if (!sl__kg_read_section(&r, &s)) {
+            snprintf(err, cap, "key group %d: state %llu of %llu: its header is truncated", kg,
+                     (unsigned long long)i, (unsigned long long)nst);
+            rc = SL_EFORMAT;
+            break;
+        }
+        int nl = (int)(s.namelen > 200 ? 200 : s.namelen);
+        const char *nm = (const char *)s.name;
+        if (!s.namelen || memchr(s.name, 0, s.namelen)) {
+            snprintf(err, cap, "key group %d: state %llu has an empty or malformed name", kg,
+                     (unsigned long long)i);
+            rc = SL_EFORMAT;
+            break;
+        }
+        if (s.kind < SL_STATE_VALUE || s.kind > SL_STATE_MAP) {
+            snprintf(err, cap, "key group %d: state \"%.*s\": unknown kind %d", kg, nl, nm, s.kind);
+            rc = SL_EFORMAT;
+            break;
+        }
+        for (size_t j = 0; j < nseen; j++) {
+            if (seen[j].namelen == s.namelen && !memcmp(seen[j].name, s.name, s.namelen)) {
+                snprintf(err, cap, "key group %d: state \"%.*s\" appears twice", kg, nl, nm);
+                rc = SL_EFORMAT;
+            }
+        }
+        if (rc)
+            break;
+        if (nseen == seen_cap) {
+            size_t c = seen_cap ? seen_cap * 2 : 8;
+            sl__kg_section *ns = sl__realloc(seen, c * sizeof *ns);
+            if (!ns) {
+                snprintf(err, cap, "out of memory restoring key group %d", kg);
+                rc = SL_ENOMEM;
+                break;
+            }
+            seen = ns;
+            seen_cap = c;
+        }
+        seen[nseen++] = s;
+        const sl_state *st = NULL;
+        int have = lookup(be, s.name, s.namelen, &st);
+        if (have && have != s.kind) {
+            snprintf(err, cap,
+                     "key group %d: state \"%.*s\" is %s state in the snapshot but %s here", kg, nl,
+                     nm, sl__state_kind_name(s.kind), sl__state_kind_name(have));
+            rc = SL_EFORMAT;
+            break;
+        }
+        for (uint64_t e = 0; e < s.nentries; e++) {
+            const uint8_t *key, *ns, *pl;
+            size_t kl, nsl, pll;
+            const char *what = NULL;
+            if (!sl__rd_bytes(&r, &key, &kl))
+                what = "its key is truncated";
+            else if (sl__key_group(sl__hash(key, kl), be->max_parallelism) != kg)
+                what = "its key belongs to another key group";
+            else if (be->key_schema && !sl__row_valid(be->key_schema, key, kl))
+                what = "its key does not parse under the key schema";
+            else if (!sl__rd_bytes(&r, &ns, &nsl))
+                what = "its namespace is truncated";
+            else if (!sl__rd_bytes(&r, &pl, &pll))
+                what = "its value is truncated";
+            else if (!sl__payload_valid(st, s.kind, pl, pll))
+                what = st ? "its value does not parse under the state's schema"
+                          : "its value is malformed";
+            if (what) {
+                snprintf(err, cap, "key group %d: state \"%.*s\": entry %llu of %llu: %s", kg, nl,
+                         nm, (unsigned long long)e, (unsigned long long)s.nentries, what);
+                rc = SL_EFORMAT;
+                break;
+            }
+        }
+    }
+    sl__free(seen);
+    if (rc == 0 && r.p != r.end) {
+        snprintf(err, cap, "key group %d: %zu unexpected bytes after the last state", kg,
+                 (size_t)(r.end - r.p));
+        rc = SL_EFORMAT;
+    }
+    return rc;
+}
+
 /* ---- Iterator pool ---------------------------------------------------------------------- */
 
 #define ITER_BLOCK 8
@@ -269,9 +402,11 @@ sl_iter *sl__iter_acquire(sl__iter_pool *pool, sl_state *st)
     it->st = st;
     it->mod = st->mod;
     it->map = false;
+    it->cursor_open = false;
     it->p = it->end = NULL;
     it->tab = NULL;
     it->pos = 0;
+    it->cursor = NULL;
     pool->open++;
     return it;
 }
@@ -280,6 +415,9 @@ void sl__iter_release(sl_iter *it)
 {
     if (!it->st)
         return;
+    if (it->cursor_open && it->st->ops->map_iter_close)
+        it->st->ops->map_iter_close(it);
+    it->cursor_open = false;
     sl__iter_pool *pool = it->pool;
     it->st = NULL;
     it->next_free = pool->free;
@@ -296,6 +434,7 @@ void sl__iter_pool_release_all(sl__iter_pool *pool)
 
 void sl__iter_pool_close(sl__iter_pool *pool)
 {
+    sl__iter_pool_release_all(pool);
     sl__iter_block *b = pool->blocks;
     while (b) {
         sl__iter_block *next = b->next;
@@ -307,8 +446,11 @@ void sl__iter_pool_close(sl__iter_pool *pool)
 
 void sl__state_end_call(sl__keyed_backend *be, sl__operator_store *os)
 {
-    if (be)
+    if (be) {
         sl__iter_pool_release_all(&be->iters);
+        if (be->ops->release_views)
+            be->ops->release_views(be);
+    }
     if (os)
         sl__iter_pool_release_all(sl__operator_store_iters(os));
 }
@@ -326,6 +468,30 @@ int sl__keyed_backend_init(sl__keyed_backend *be, const sl__backend_ops *ops, in
     if (key_schema && !(be->key_schema = sl__schema_copy(key_schema)))
         return SL_ENOMEM;
     return 0;
+}
+
+sl__keyed_backend *sl__keyed_backend_create(const sl__config *c, const char *op_uid, int subtask,
+                                            int max_parallelism, int kg_start, int kg_end,
+                                            const sl__schema *key_schema, char *err, size_t cap)
+{
+    if (max_parallelism < 1 || kg_start < 0 || kg_end < kg_start || kg_end > max_parallelism) {
+        snprintf(err, cap, "invalid key-group range [%d, %d) of max parallelism %d", kg_start,
+                 kg_end, max_parallelism);
+        return NULL;
+    }
+    const char *type = c ? sl__config_get(c, "state.backend.type") : NULL;
+    if (type && !strcmp(type, "rocksdb")) {
+        sl__rocksdb_options o;
+        sl__rocksdb_options_from_config(c, &o);
+        o.name = op_uid;
+        o.subtask = subtask;
+        return sl__rocksdb_backend_create(&o, max_parallelism, kg_start, kg_end, key_schema, err,
+                                          cap, NULL);
+    }
+    sl__keyed_backend *be = sl__heap_backend_create(max_parallelism, kg_start, kg_end, key_schema);
+    if (!be)
+        snprintf(err, cap, "out of memory creating the heap state backend");
+    return be;
 }
 
 void sl__keyed_backend_destroy(sl__keyed_backend *be)
@@ -349,6 +515,8 @@ void sl__keyed_backend_set_key(sl__keyed_backend *be, const sl__key *key)
     be->key = *key;
     be->has_key = true;
     be->key_epoch++;
+    if (be->ops->release_views && !be->iters.open)
+        be->ops->release_views(be);
 }
 
 const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be)
@@ -545,14 +713,15 @@ static void fill_null(sl_value *row, int n)
         row[i] = SL_NULLV;
 }
 
-/* Serializes row (already checked) into scratch and stores it as the scope's value. */
-static void put_value(sl_state *st, const sl__schema *s, const sl_value *row)
+/* Serializes row (already checked) into scratch and stores it as the scope's value. 0 or
+ * the storage's error. */
+static int put_value(sl_state *st, const sl__schema *s, const sl_value *row)
 {
     size_t n = sl__row_size(s, row);
     uint8_t *p = scratch(st, n);
     sl__row_write(s, row, p);
-    st->ops->value_put(st, p, n);
     st->mod++;
+    return st->ops->value_put(st, p, n);
 }
 
 /* ---- Common ----------------------------------------------------------------------------- */
@@ -592,9 +761,10 @@ int sl_state_clear(sl_state *st)
         rc = check_write(st);
     if (rc < 0)
         return rc;
-    if (st->ops->clear(st))
+    rc = st->ops->clear(st);
+    if (rc)
         st->mod++;
-    return 0;
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- VALUE ------------------------------------------------------------------------------ */
@@ -609,8 +779,8 @@ static int get_stored(sl_state *st, sl_state_kind kind, const char *call, sl_val
         return rc;
     const uint8_t *p;
     size_t n;
-    if (!st->ops->value_get(st, &p, &n))
-        return 0;
+    if ((rc = st->ops->value_get(st, &p, &n)) <= 0)
+        return rc;
     return read_row(st, st->schema, p, n, out);
 }
 
@@ -630,8 +800,7 @@ int sl_value_update(sl_state *st, const sl_value *row)
         rc = check_value_row(st, st->schema, row);
     if (rc < 0)
         return rc;
-    put_value(st, st->schema, row);
-    return 0;
+    return put_value(st, st->schema, row);
 }
 
 /* ---- LIST ------------------------------------------------------------------------------- */
@@ -651,9 +820,8 @@ int sl_list_add(sl_state *st, const sl_value *row)
     size_t n = sl__varint_size(sz) + sz;
     uint8_t *p = scratch(st, n);
     sl__row_write(st->schema, row, sl__varint_write(p, sz));
-    st->ops->list_append(st, p, n, 1);
     st->mod++;
-    return 0;
+    return st->ops->list_append(st, p, n, 1);
 }
 
 int sl_list_update(sl_state *st, const sl_value *rows, size_t nrows)
@@ -678,18 +846,17 @@ int sl_list_update(sl_state *st, const sl_value *rows, size_t nrows)
         total += sl__varint_size(sz) + sz;
     }
     if (!nrows) {
-        st->ops->clear(st);
         st->mod++;
-        return 0;
+        rc = st->ops->clear(st);
+        return rc < 0 ? rc : 0;
     }
     uint8_t *p = scratch(st, total), *q = p;
     for (size_t i = 0; i < nrows; i++) {
         const sl_value *row = rows + i * (size_t)s->n;
         q = sl__row_write(s, row, sl__varint_write(q, sl__row_size(s, row)));
     }
-    st->ops->list_set(st, p, total, nrows);
     st->mod++;
-    return 0;
+    return st->ops->list_set(st, p, total, nrows);
 }
 
 int sl_list_get(sl_state *st, sl_iter **it)
@@ -702,8 +869,8 @@ int sl_list_get(sl_state *st, sl_iter **it)
         return rc;
     const uint8_t *p;
     size_t n;
-    if (!st->ops->list_get(st, &p, &n))
-        return 0;
+    if ((rc = st->ops->list_get(st, &p, &n)) <= 0)
+        return rc;
     sl_iter *i = sl__iter_acquire(st->iters, st);
     i->p = p;
     i->end = p + n;
@@ -727,10 +894,10 @@ int sl_reducing_add(sl_state *st, const sl_value *row)
     const sl__schema *s = st->schema;
     const uint8_t *p;
     size_t n;
-    if (!st->ops->value_get(st, &p, &n)) {
-        put_value(st, s, row);
-        return 0;
-    }
+    if ((rc = st->ops->value_get(st, &p, &n)) < 0)
+        return rc;
+    if (rc == 0)
+        return put_value(st, s, row);
     sl_value cur[s->n], out[s->n];
     if ((rc = read_row(st, s, p, n, cur)) < 0)
         return rc;
@@ -739,8 +906,7 @@ int sl_reducing_add(sl_state *st, const sl_value *row)
         return rc;
     if ((rc = check_row(st, s, out, "reduce result field", "schema")) < 0)
         return rc;
-    put_value(st, s, out); /* out may hold views into cur: put_value copies first */
-    return 0;
+    return put_value(st, s, out); /* out may hold views into cur: put_value copies first */
 }
 
 int sl_reducing_get(sl_state *st, sl_value *out)
@@ -765,7 +931,9 @@ int sl_aggregating_add(sl_state *st, const sl_value *row)
     sl_value acc[as->n], acc_out[as->n];
     const uint8_t *p;
     size_t n;
-    if (st->ops->value_get(st, &p, &n)) {
+    if ((rc = st->ops->value_get(st, &p, &n)) < 0)
+        return rc;
+    if (rc > 0) {
         if ((rc = read_row(st, as, p, n, acc)) < 0)
             return rc;
     } else {
@@ -781,8 +949,7 @@ int sl_aggregating_add(sl_state *st, const sl_value *row)
         return rc;
     if ((rc = check_row(st, as, acc_out, "accumulator field", "accumulator schema")) < 0)
         return rc;
-    put_value(st, as, acc_out);
-    return 0;
+    return put_value(st, as, acc_out);
 }
 
 int sl_aggregating_get(sl_state *st, sl_value *out)
@@ -795,8 +962,8 @@ int sl_aggregating_get(sl_state *st, sl_value *out)
     const sl__schema *as = st->acc_schema;
     const uint8_t *p;
     size_t n;
-    if (!st->ops->value_get(st, &p, &n))
-        return 0;
+    if ((rc = st->ops->value_get(st, &p, &n)) <= 0)
+        return rc;
     sl_value acc[as->n];
     if ((rc = read_row(st, as, p, n, acc)) < 0)
         return rc;
@@ -835,8 +1002,8 @@ int sl_map_get(sl_state *st, const sl_value *ukey, sl_value *out)
         return rc;
     const uint8_t *v;
     size_t vn;
-    if (!st->ops->map_get(st, k, kn, &v, &vn))
-        return 0;
+    if ((rc = st->ops->map_get(st, k, kn, &v, &vn)) <= 0)
+        return rc;
     return read_row(st, st->schema, v, vn, out);
 }
 
@@ -857,9 +1024,8 @@ int sl_map_put(sl_state *st, const sl_value *ukey, const sl_value *value)
     if ((rc = user_key(st, ukey, vn, &k, &kn)) < 0)
         return rc;
     sl__row_write(st->schema, value, k + kn);
-    st->ops->map_put(st, k, kn, k + kn, vn);
     st->mod++;
-    return 0;
+    return st->ops->map_put(st, k, kn, k + kn, vn);
 }
 
 int sl_map_remove(sl_state *st, const sl_value *ukey)
@@ -875,9 +1041,10 @@ int sl_map_remove(sl_state *st, const sl_value *ukey)
         rc = user_key(st, ukey, 0, &k, &kn);
     if (rc < 0)
         return rc;
-    if (st->ops->map_remove(st, k, kn))
+    rc = st->ops->map_remove(st, k, kn);
+    if (rc)
         st->mod++;
-    return 0;
+    return rc < 0 ? rc : 0;
 }
 
 int sl_map_contains(sl_state *st, const sl_value *ukey)
@@ -904,25 +1071,28 @@ int sl_map_iter(sl_state *st, sl_iter **it)
     int rc = check_access(st, SL_STATE_MAP, "sl_map_iter");
     if (rc < 0)
         return rc;
-    const sl__htab *t = st->ops->map_table(st);
-    if (!t || !t->count)
-        return 0;
     sl_iter *i = sl__iter_acquire(st->iters, st);
     i->map = true;
-    i->tab = t;
-    i->pos = 0;
+    rc = st->ops->map_iter_open(st, i);
+    if (rc <= 0) {
+        sl__iter_release(i);
+        return rc;
+    }
+    i->cursor_open = true;
     *it = i;
     return 1;
 }
 
 /* ---- Iterators -------------------------------------------------------------------------- */
 
-/* The next map entry of a live iterator, or NULL at the end / after a write. */
-static const uint8_t *next_map_entry(sl_iter *it)
+/* The next pair of a live map iterator: 1, 0 at the end or after a write, <0 error. */
+static int next_pair(sl_iter *it, const uint8_t **k, size_t *kn, const uint8_t **v, size_t *vn)
 {
     if (it->st->mod != it->mod)
-        return NULL;
-    return sl__htab_next(it->tab, &it->pos);
+        return 0;
+    if (it->tab) /* an in-memory map: the common case, called directly (and inlined) */
+        return sl__htab_iter_next(it, k, kn, v, vn);
+    return it->st->ops->map_iter_next(it, k, kn, v, vn);
 }
 
 int sl_iter_next(sl_iter *it, sl_value *row)
@@ -948,14 +1118,14 @@ int sl_iter_next(sl_iter *it, sl_value *row)
         it->p = r.p;
         return 1;
     }
-    const uint8_t *e = next_map_entry(it);
-    if (!e)
-        return 0;
-    sl__ent x;
-    sl__ent_view(e, &x);
-    int rc = read_row(st, st->key_schema, x.a, x.alen, row);
+    const uint8_t *k, *v;
+    size_t kn, vn;
+    int rc = next_pair(it, &k, &kn, &v, &vn);
+    if (rc <= 0)
+        return rc;
+    rc = read_row(st, st->key_schema, k, kn, row);
     if (rc > 0)
-        rc = read_row(st, st->schema, x.v, x.vlen, row + st->key_schema->n);
+        rc = read_row(st, st->schema, v, vn, row + st->key_schema->n);
     return rc;
 }
 
@@ -972,14 +1142,14 @@ int sl_iter_next_kv(sl_iter *it, sl_value *ukey, sl_value *value)
     if (!ukey || !value)
         return sl__state_fail(st, SL_EINVAL, "state \"%s\": sl_iter_next_kv into a NULL row",
                               st->name);
-    const uint8_t *e = next_map_entry(it);
-    if (!e)
-        return 0;
-    sl__ent x;
-    sl__ent_view(e, &x);
-    int rc = read_row(st, st->key_schema, x.a, x.alen, ukey);
+    const uint8_t *k, *v;
+    size_t kn, vn;
+    int rc = next_pair(it, &k, &kn, &v, &vn);
+    if (rc <= 0)
+        return rc;
+    rc = read_row(st, st->key_schema, k, kn, ukey);
     if (rc > 0)
-        rc = read_row(st, st->schema, x.v, x.vlen, value);
+        rc = read_row(st, st->schema, v, vn, value);
     return rc;
 }
 

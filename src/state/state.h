@@ -8,10 +8,12 @@
  * sl_state handles (sluice.h). Values are stored in the serialized row format (core/row.h);
  * rows read from state point into state memory until the next write.
  *
- * The backend interface (sl__keyed_backend_ops) is what every backend implements: heap now,
- * RocksDB next. Addressing is by (state id, key group, key bytes, namespace bytes, user key
- * bytes). Snapshots are written per key group in a canonical, backend-independent form so a
- * checkpoint taken on one backend restores on another and at another parallelism.
+ * The backend interface (sl__backend_ops in state_int.h) is what every backend implements:
+ * heap (heap/heap_backend.c) and RocksDB (rocksdb/rocksdb_backend.c), chosen by
+ * state.backend.type through sl__keyed_backend_create. Addressing is by (state, key group,
+ * key bytes, namespace bytes, user key bytes). Snapshots are written per key group in a
+ * canonical, backend-independent form so a checkpoint taken on one backend restores on
+ * another and at another parallelism.
  *
  * Threads: a backend, its handles and an operator state store belong to one subtask thread.
  */
@@ -35,6 +37,7 @@ int sl__buf_append(sl__buf *b, const void *p, size_t n);
 void sl__buf_free(sl__buf *b);
 
 typedef struct sl__keyed_backend sl__keyed_backend;
+typedef struct sl__config sl__config;
 
 /* A current key: serialized key row bytes and its hash (sl__hash of the bytes). */
 typedef struct sl__key {
@@ -46,14 +49,34 @@ typedef struct sl__key {
 
 /* ---- Keyed backend ---------------------------------------------------------------- */
 
+/* Creates the keyed state backend of one keyed operator subtask, as configured by
+ * state.backend.type (c NULL: the default, hashmap): the heap backend, or a RocksDB
+ * backend (rocksdb/rocksdb_backend.h) with its own database in a new working directory
+ * under state.backend.rocksdb.localdir and the memory budget of the
+ * state.backend.rocksdb.memory.* keys. It holds key groups [kg_start, kg_end) of
+ * max_parallelism; key_schema describes the key bytes (copied; may be NULL). op_uid and
+ * subtask name the working directory (op_uid may be NULL; other characters than letters,
+ * digits, '.', '-' and '_' are replaced). Task thread. Returns the backend, to be freed
+ * with sl__keyed_backend_destroy, or NULL with a message in err: an invalid range, out of
+ * memory, or (RocksDB) a working directory that cannot be created or a database that
+ * cannot be opened, naming the directory and RocksDB's reason. */
+sl__keyed_backend *sl__keyed_backend_create(const sl__config *c, const char *op_uid, int subtask,
+                                            int max_parallelism, int kg_start, int kg_end,
+                                            const sl__schema *key_schema, char *err, size_t cap);
+
 /* Creates the heap backend for key groups [kg_start, kg_end) of max_parallelism. NULL on
  * out of memory. key_schema describes the key bytes (for sl_ctx_current_key). */
 sl__keyed_backend *sl__heap_backend_create(int max_parallelism, int kg_start, int kg_end,
                                            const sl__schema *key_schema);
+/* Frees a backend of any kind with its registered handles; for RocksDB also closes the
+ * database and removes its working directory. Every snapshot must have been released.
+ * NULL is a no-op. */
 void sl__keyed_backend_destroy(sl__keyed_backend *be);
 
 /* Sets the key that state handles of this backend are scoped to until the next call. The
- * bytes are borrowed until then. key->key_group must be in the backend's range. */
+ * bytes are borrowed until then. key->key_group must be in the backend's range. Views read
+ * through the handles before (rows, list and map elements) may end here when no iterator
+ * is open (RocksDB backend: its view arena is reset). */
 void sl__keyed_backend_set_key(sl__keyed_backend *be, const sl__key *key);
 const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be);
 
@@ -64,11 +87,13 @@ sl_state *sl__keyed_backend_state(sl__keyed_backend *be, sl_ctx *ctx, const sl_s
 /* Calls fn for every (key, state has a value) of state st in key group order; the key
  * bytes are valid during the call. Only keys with a value in st's current namespace are
  * visited. fn may call sl__keyed_backend_set_key and read st.
- * Writing to st during the walk is not allowed. Returns 0 or the first non-zero from fn. */
+ * Writing to st during the walk is not allowed. Returns 0 or the first non-zero from fn
+ * (or, RocksDB, SL_EIO after sl_fail when reading the database fails). */
 int sl__keyed_backend_for_each_key(sl__keyed_backend *be, sl_state *st,
                                    int (*fn)(void *arg, const sl__key *key), void *arg);
 
-/* Number of entries (keys x namespaces) held for all states; for tests and metrics. */
+/* Number of entries (keys x namespaces) held for all states; for tests and metrics. The
+ * heap backend counts as it goes; the RocksDB backend scans every column family. */
 size_t sl__keyed_backend_size(const sl__keyed_backend *be);
 
 /* Canonical snapshot of one key group, appended to out: every registered state's entries of
@@ -78,13 +103,17 @@ size_t sl__keyed_backend_size(const sl__keyed_backend *be);
  *   serialized value (VALUE/REDUCING/AGGREGATING), the list elements (varint count, then
  *   each varint len + row) or the map (varint count, then per pair ukey and value, each
  *   varint len + bytes).
- * Returns 0 or SL_ENOMEM (SL_EINVAL when key_group is outside the backend's range). */
+ * Entries appear in the backend's order (heap: slots; RocksDB: key order); restore accepts
+ * any order. Returns 0 or SL_ENOMEM (SL_EINVAL when key_group is outside the backend's
+ * range; RocksDB: SL_EIO when reading fails, logged with the directory and RocksDB's
+ * message). */
 int sl__keyed_backend_snapshot_kg(sl__keyed_backend *be, int key_group, sl__buf *out);
 /* Loads one key group's section written by snapshot_kg into this backend. States not yet
  * registered are kept by name and attached when registered (with kind checked then).
  * Returns 0, SL_EFORMAT with a message in err when the bytes are malformed, or SL_ENOMEM.
- * (SL_EINVAL with err when key_group is outside the backend's range.) SL_EFORMAT leaves the
- * backend unchanged; after SL_ENOMEM the key group may be partly loaded. */
+ * (SL_EINVAL with err when key_group is outside the backend's range; RocksDB: SL_EIO with
+ * err when writing fails.) SL_EFORMAT leaves the backend unchanged; after SL_ENOMEM or
+ * SL_EIO the key group may be partly loaded. */
 int sl__keyed_backend_restore_kg(sl__keyed_backend *be, int key_group, const uint8_t *p, size_t len,
                                  char *err, size_t cap);
 
@@ -92,7 +121,8 @@ int sl__keyed_backend_restore_kg(sl__keyed_backend *be, int key_group, const uin
  *
  * A checkpoint must not stop the task for longer than it takes to mark a version. begin()
  * is the synchronous part, on the task thread: it freezes what every key group holds now,
- * at the cost of copying each table's slot array (no per-entry work, no serialization).
+ * at the cost of copying each table's slot array (heap; no per-entry work, no
+ * serialization) or of taking a RocksDB snapshot (RocksDB: a sequence number).
  * The task thread then goes on reading and writing; a write to an entry that a live
  * snapshot still references copies the entry first, and entries a snapshot references are
  * freed only once no snapshot needs them. write_kg() runs on another thread, concurrently
@@ -104,7 +134,8 @@ typedef struct sl__keyed_snapshot sl__keyed_snapshot;
 /* Task thread. Returns NULL on out of memory (the checkpoint is then declined). */
 sl__keyed_snapshot *sl__keyed_backend_snapshot_begin(sl__keyed_backend *be);
 /* Any one thread at a time per snapshot. Appends key group kg (in the backend's range) in
- * the canonical format of sl__keyed_backend_snapshot_kg. Returns 0, SL_EINVAL or SL_ENOMEM. */
+ * the canonical format of sl__keyed_backend_snapshot_kg. Returns 0, SL_EINVAL or SL_ENOMEM
+ * (RocksDB: or SL_EIO, logged with the directory and RocksDB's message). */
 int sl__keyed_snapshot_write_kg(sl__keyed_snapshot *s, int kg, sl__buf *out);
 /* Any thread. Memory kept only for this snapshot is reclaimed by the task thread at a later
  * backend call, or by sl__keyed_backend_destroy (which must come after every release). */

@@ -1,20 +1,23 @@
 /*
  * state_int.h - private to src/state: the sl_state handle, iterators and their pool, the
  * storage operations a state handle dispatches to, the keyed backend base that every
- * backend embeds, and the shared building blocks of the heap backend and the operator
- * store (a slab allocator, entry blobs, an open-addressing table of entries, byte vectors).
+ * backend embeds, the validation of canonical key-group sections shared by the backends'
+ * restore, and the shared building blocks of the heap backend and the operator store (a
+ * slab allocator, entry blobs, an open-addressing table of entries, byte vectors).
  *
  * Layering inside the module: state.c implements sluice.h's state functions once, on top
- * of sl__state_ops (byte-level get/put/append/remove for the state's current scope);
- * heap/heap_backend.c implements those operations for keyed state scoped to (key group, key,
- * namespace) and the backend operations (snapshot, restore, ...); operator_state.c
- * implements them for unscoped operator list and broadcast state. table.c holds the pieces
- * both use. Nothing outside src/state includes this header (unit tests may).
+ * of sl__state_ops (byte-level get/put/append/remove for the state's current scope, and a
+ * cursor over a map's pairs); heap/heap_backend.c and rocksdb/rocksdb_backend.c implement
+ * those operations for keyed state scoped to (key group, key, namespace) and the backend
+ * operations (snapshot, restore, ...); operator_state.c implements them for unscoped
+ * operator list and broadcast state. table.c holds the pieces the heap backend and the
+ * operator store share. Nothing outside src/state includes this header (unit tests may).
  *
  * Threads: everything here belongs to one subtask thread, except what an asynchronous
- * snapshot (sl__keyed_snapshot) reads from another thread: entries, list vectors and map
- * tables that the snapshot can reach, which the task thread then leaves unchanged (see
- * heap/heap_backend.c), and the release path named there.
+ * snapshot (sl__keyed_snapshot) reads from another thread: for the heap backend entries,
+ * list vectors and map tables that the snapshot can reach, which the task thread then
+ * leaves unchanged (see heap/heap_backend.c), and the release path named there; for the
+ * RocksDB backend the database itself (thread-safe) through a RocksDB snapshot.
  */
 #ifndef SL_STATE_STATE_INT_H
 #define SL_STATE_STATE_INT_H
@@ -73,6 +76,51 @@ bool sl__pairs_valid(const sl__schema *ks, const sl__schema *vs, const uint8_t *
 
 /* Upper-case kind name ("VALUE"); "?" for anything else. */
 const char *sl__state_kind_name(int kind);
+
+static inline bool sl__kind_is_valuelike(int kind)
+{
+    return kind == SL_STATE_VALUE || kind == SL_STATE_REDUCING || kind == SL_STATE_AGGREGATING;
+}
+
+/* Counts the elements of a list (each varint length + row) in [p, p+n). False when the
+ * framing does not end exactly at p+n. */
+bool sl__elems_count(const uint8_t *p, size_t n, uint64_t *count);
+
+/* ---- Canonical key-group sections (state.h, sl__keyed_backend_snapshot_kg) --------------
+ *
+ * Every backend writes and reads the same bytes. Restore is in two passes: validation
+ * (sl__kg_validate, which changes nothing) and then the backend's own application, which
+ * reads the sections again with sl__kg_read_section and sl__rd_bytes and may assume they
+ * are well formed. */
+
+typedef struct sl__kg_section {
+    const uint8_t *name;
+    size_t namelen;
+    uint8_t kind;
+    uint64_t nentries;
+} sl__kg_section;
+
+static inline bool sl__kg_read_section(sl__rd *r, sl__kg_section *s)
+{
+    return sl__rd_bytes(r, &s->name, &s->namelen) && sl__rd_byte(r, &s->kind) &&
+           sl__rd_varint(r, &s->nentries);
+}
+
+/* What the backend holds under a state name: its kind (0 when it holds nothing of that
+ * name) and, when registered, the handle (for the schemas), else NULL. */
+typedef int (*sl__kg_lookup)(sl__keyed_backend *be, const uint8_t *name, size_t len,
+                             const sl_state **handle);
+
+/* Checks one key group's section for restore into be: framing, names, kinds (against
+ * what lookup reports), that every key belongs to key_group and parses under the key
+ * schema, and that payloads parse under the schemas of registered states (framing only for
+ * the others). Returns 0, SL_EFORMAT with a message in err, or SL_ENOMEM. */
+int sl__kg_validate(sl__keyed_backend *be, int key_group, const uint8_t *p, size_t len,
+                    sl__kg_lookup lookup, char *err, size_t cap);
+
+/* Checks a payload in snapshot form for a state of kind; with schemas from st when given,
+ * else the framing only. */
+bool sl__payload_valid(const sl_state *st, int kind, const uint8_t *p, size_t n);
 
 /* ---- Slab allocator (table.c) ------------------------------------------------------------
  *
@@ -256,43 +304,83 @@ struct sl_iter {
     sl_state *st; /* NULL while free */
     uint64_t mod; /* st->mod when started: a write to st ends the iteration */
     bool map;
+    bool cursor_open;       /* map: the backend's cursor is open (map_iter_close pending) */
     const uint8_t *p, *end; /* list: the next element */
-    const sl__htab *tab;    /* map: the table and the next slot */
+    /* map: the cursor, owned by the state's sl__state_ops. In-memory maps (heap backend,
+     * operator store) set tab and pos, and state.c then calls sl__htab_iter_next directly;
+     * the RocksDB backend leaves tab NULL and keeps its database iterator in cursor. */
+    const sl__htab *tab;
     size_t pos;
+    void *cursor;
 };
 
 /* Takes an iterator for st (aborts on out of memory: per-record path). */
 sl_iter *sl__iter_acquire(sl__iter_pool *pool, sl_state *st);
+/* Returns it to its pool, closing a map cursor left open. */
 void sl__iter_release(sl_iter *it);
 void sl__iter_pool_release_all(sl__iter_pool *pool);
+/* Releases every open iterator, then frees the pool's memory. */
 void sl__iter_pool_close(sl__iter_pool *pool);
+
+/* map_iter_next of the in-memory maps: the next pair of the sl__htab in it->tab from slot
+ * it->pos on. Views point into the table's entries. 1, or 0 at the end. Inline: state.c
+ * calls it directly on the iteration path. */
+static inline int sl__htab_iter_next(sl_iter *it, const uint8_t **k, size_t *kn, const uint8_t **v,
+                                     size_t *vn)
+{
+    const uint8_t *e = sl__htab_next(it->tab, &it->pos);
+    if (!e)
+        return 0;
+    sl__ent x;
+    sl__ent_view(e, &x);
+    *k = x.a;
+    *kn = x.alen;
+    *v = x.v;
+    *vn = x.vlen;
+    return 1;
+}
 
 /* ---- State handles ----------------------------------------------------------------------*/
 
 /* Storage operations of one state for its current scope (the current key and namespace for
- * keyed state; the whole state for operator state). Views returned point into state memory
- * and stay valid until the next write to the backend or store. Writers copy what they get,
- * never see bytes that alias state memory (state.c serializes into the handle's scratch
- * first), and abort on out of memory (per-record path). Only the operations of the state's
- * kind are called. */
+ * keyed state; the whole state for operator state). Only the operations of the state's
+ * kind are called.
+ *
+ * Views returned point into state memory (or, for backends that keep no copy in memory,
+ * into the backend's view arena: sl__keyed_backend.ops->release_views) and stay valid until
+ * the next write to the backend or store, or the end of the call into user code. Writers
+ * copy what they get, never see bytes that alias state memory (state.c serializes into the
+ * handle's scratch first), and abort on out of memory (per-record path, as everywhere on
+ * it).
+ *
+ * Errors: every operation may return a negative code (SL_EIO, SL_ESTATE) after it has
+ * reported the failure through sl__state_fail (which reaches sl_fail when the handle has a
+ * context); state.c passes the code to the user unchanged. The heap backend and the
+ * operator store never fail here. */
 typedef struct sl__state_ops {
-    /* VALUE, REDUCING, AGGREGATING: the serialized row. 1 found, 0 absent. */
+    /* VALUE, REDUCING, AGGREGATING: the serialized row. 1 found, 0 absent, <0 error. */
     int (*value_get)(sl_state *st, const uint8_t **p, size_t *n);
-    void (*value_put)(sl_state *st, const uint8_t *p, size_t n);
-    /* LIST: the elements (varint length + row each). 1 non-empty, 0 empty. */
+    int (*value_put)(sl_state *st, const uint8_t *p, size_t n); /* 0 or <0 */
+    /* LIST: the elements (varint length + row each). 1 non-empty, 0 empty, <0 error. */
     int (*list_get)(sl_state *st, const uint8_t **p, size_t *n);
-    void (*list_append)(sl_state *st, const uint8_t *p, size_t n, size_t count);
-    void (*list_set)(sl_state *st, const uint8_t *p, size_t n, size_t count); /* count > 0 */
-    /* MAP: by serialized user key. */
+    int (*list_append)(sl_state *st, const uint8_t *p, size_t n, size_t count);
+    int (*list_set)(sl_state *st, const uint8_t *p, size_t n, size_t count); /* count > 0 */
+    /* MAP: by serialized user key. get: 1 found, 0 absent, <0 error. remove: 1 removed (or,
+     * for a backend that cannot tell without a read, possibly removed), 0 absent. */
     int (*map_get)(sl_state *st, const uint8_t *k, size_t kn, const uint8_t **v, size_t *vn);
-    void (*map_put)(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn);
-    int (*map_remove)(sl_state *st, const uint8_t *k, size_t kn); /* 1 removed, 0 absent */
-    /* The map's table for iteration, NULL when empty. It stays valid until the next write
-     * to the state (which may replace the table: copy-on-write while a snapshot is live).
-     * (A backend without in-memory tables, RocksDB, will need a cursor operation here
-     * instead.) */
-    const sl__htab *(*map_table)(sl_state *st);
-    /* Every kind: removes the scope's value. 1 removed, 0 absent. */
+    int (*map_put)(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn);
+    int (*map_remove)(sl_state *st, const uint8_t *k, size_t kn);
+    /* MAP iteration, a cursor over the scope's pairs kept in the iterator (whose st is
+     * set). open: 1 when positioned on the first pair (the cursor is then open until
+     * map_iter_close), 0 when the map is empty (nothing to close), <0 error (nothing to
+     * close). next: 1 and the next pair as views (above), 0 at the end, <0 error; state.c
+     * stops calling it once the state was written (the iteration has ended) but closes the
+     * cursor in any case. close may be NULL when a cursor holds nothing. */
+    int (*map_iter_open)(sl_state *st, sl_iter *it);
+    int (*map_iter_next)(sl_iter *it, const uint8_t **k, size_t *kn, const uint8_t **v, size_t *vn);
+    void (*map_iter_close)(sl_iter *it);
+    /* Every kind: removes the scope's value. 1 removed (or possibly removed, as for
+     * map_remove), 0 absent, <0 error. */
     int (*clear)(sl_state *st);
 } sl__state_ops;
 
@@ -348,7 +436,7 @@ typedef struct sl__backend_ops {
     void (*destroy)(sl__keyed_backend *be);
     /* Gives a new handle its storage: restored entries of that name (checking the kind and
      * that they parse under the schemas) or empty. Sets st->ops and st->impl. Returns 0, or
-     * SL_ESTATE / SL_EFORMAT / SL_ENOMEM with a message in err. */
+     * SL_ESTATE / SL_EFORMAT / SL_ENOMEM / SL_EIO with a message in err. */
     int (*attach)(sl__keyed_backend *be, sl_state *st, char *err, size_t cap);
     int (*for_each_key)(sl__keyed_backend *be, sl_state *st,
                         int (*fn)(void *arg, const sl__key *key), void *arg);
@@ -358,6 +446,11 @@ typedef struct sl__backend_ops {
                       size_t cap);
     /* Asynchronous snapshots (state.h): begin on the task thread; NULL on out of memory. */
     sl__keyed_snapshot *(*snapshot_begin)(sl__keyed_backend *be);
+    /* Optional: drops the views handed out so far (a backend that copies what it reads
+     * into an arena resets it). state.c calls it when a new key is set and at the end of
+     * every call into user code, in both cases only while no iterator of the backend is
+     * open; the backend may also call it itself before a write, on the same condition. */
+    void (*release_views)(sl__keyed_backend *be);
 } sl__backend_ops;
 
 /* Every backend's snapshot starts with this; kg_start/kg_end are the backend's range (the

@@ -14,6 +14,7 @@
 #      align barriers from several inputs): at least 20 restarts; the
 #      sequence check never fires; every key's final values are the expected ones; the
 #      committed files hold every expected row exactly once; no hidden file is left.
+#   a2. the same on the RocksDB state backend (state.backend.type=rocksdb).
 #   b. AT_LEAST_ONCE with the same failpoints: nothing is lost (every expected row is
 #      committed at least once, final values as expected). The job skips (and counts)
 #      records whose seq is already in state, as at-least-once may replay them; a gap still
@@ -158,14 +159,15 @@ check_failures() {
 # run_failpoints NAME MODE KEYED_PARALLELISM: eo_job -p 2 in MODE under the failpoints, to
 # completion. Sets $rc.
 run_failpoints() {
-    local name=$1 mode=$2 keyed=$3 t0
+    local name=$1 mode=$2 keyed=$3 backend=${4:-hashmap} t0
     t0=$(now_ms)
     rc=0
     SLUICE_LOG_LEVEL=info SLUICE_FAILPOINTS="$failpoints" SLUICE_FAILPOINT_SEED="$seed" \
-        SLUICE_LOG_LEVEL=info "$job_bin" -p 2 -- --out "$tmp/$name.out" --checkpoints "$tmp/$name.chk" \
+        SLUICE_LOG_LEVEL=info "$job_bin" -p 2 -D "state.backend.type=$backend" -- \
+        --out "$tmp/$name.out" --checkpoints "$tmp/$name.chk" \
         --count "$count" --keys "$keys" --keyed-parallelism "$keyed" --mode "$mode" "${pace[@]}" \
         </dev/null >"$tmp/$name.stdout" 2>"$tmp/$name.err" || rc=$?
-    echo "     $name: $mode, -p 2, keyed parallelism $keyed, $count records, $keys keys," \
+    echo "     $name: $mode, $backend, -p 2, keyed parallelism $keyed, $count records, $keys keys," \
         "failpoints \"$failpoints\"" \
         "seed $seed: exit $rc after $(($(now_ms) - t0)) ms"
 }
@@ -180,6 +182,16 @@ check_seq_never_fired eo "$tmp/eo.err"
 check "eo: no duplicate skipped in EXACTLY_ONCE mode" bash -c "! grep -q 'duplicates skipped' '$tmp/eo.err'"
 check_exactly_once eo "$tmp/eo.out"
 check_no_sanitizer_output "$tmp/eo.err"
+
+# ---- a2. the same on the RocksDB state backend ------------------------------------------------
+
+run_failpoints eo-rocksdb EXACTLY_ONCE 3 rocksdb
+check "eo-rocksdb: exit status 0 (got $rc; $(grep -vE 'level=|duplicates skipped' "$tmp/eo-rocksdb.err" | tail -c 400))" \
+    test "$rc" -eq 0
+check_failures eo-rocksdb "$tmp/eo-rocksdb.err"
+check_seq_never_fired eo-rocksdb "$tmp/eo-rocksdb.err"
+check_exactly_once eo-rocksdb "$tmp/eo-rocksdb.out"
+check_no_sanitizer_output "$tmp/eo-rocksdb.err"
 
 # ---- b. AT_LEAST_ONCE under failpoints: nothing lost ----------------------------------------
 

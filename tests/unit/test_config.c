@@ -66,6 +66,10 @@ TEST(key_table_is_exactly_the_documented_keys)
         "taskmanager.memory.segment-size",
         "taskmanager.network.memory.buffers-per-channel",
         "state.backend.type",
+        "state.backend.rocksdb.localdir",
+        "state.backend.rocksdb.memory.managed",
+        "state.backend.rocksdb.memory.fixed-per-subtask",
+        "state.backend.rocksdb.memory.write-buffer-ratio",
         "execution.checkpointing.interval",
         "execution.checkpointing.mode",
         "execution.checkpointing.timeout",
@@ -98,6 +102,8 @@ TEST(key_table_is_exactly_the_documented_keys)
         CHECK(find_row(expect[i]));
     CHECK_EQ_STR(find_row("execution.buffer-timeout")->alias, "execution.buffer-timeout.interval");
     CHECK_EQ_STR(find_row("state.backend.type")->alias, "state.backend");
+    CHECK_EQ_STR(find_row("state.backend.rocksdb.memory.fixed-per-subtask")->alias,
+                 "state.backend.rocksdb.memory.fixed-per-slot");
     CHECK(!find_row("parallelism.default")->alias);
     /* Flink 2.x names of the checkpointing keys, and 1.x's restart-strategy */
     CHECK_EQ_STR(find_row("state.checkpoints.dir")->alias, "execution.checkpointing.dir");
@@ -113,9 +119,12 @@ TEST(every_default_is_valid_and_every_key_documented)
 {
     /* Keys whose absence means something (checkpointing off, no directory, a default that
      * depends on other keys): they have no default text. */
-    static const char *no_default[] = {"execution.checkpointing.interval", "state.checkpoints.dir",
-                                       "state.savepoints.dir", "state.checkpoint-storage",
-                                       "restart-strategy.type"};
+    static const char *no_default[] = {"execution.checkpointing.interval",
+                                       "state.checkpoints.dir",
+                                       "state.savepoints.dir",
+                                       "state.checkpoint-storage",
+                                       "restart-strategy.type",
+                                       "state.backend.rocksdb.localdir"};
     char err[256];
     for (const sl__config_key *k = sl__config_keys(); k->name; k++) {
         CHECK(k->doc && *k->doc);
@@ -384,8 +393,10 @@ TEST(enum_bad_value_lists_accepted)
     CHECK_EQ_INT(sl__config_set(c, "execution.runtime-mode", "STREAM", err, sizeof err),
                  SL_ECONFIG);
     CHECK_EQ_INT(sl__config_set(c, "execution.runtime-mode", "", err, sizeof err), SL_ECONFIG);
-    CHECK_EQ_INT(sl__config_set(c, "state.backend", "rocksdb", err, sizeof err), SL_ECONFIG);
-    CHECK_EQ_STR(err, "invalid value \"rocksdb\" for state.backend: accepted hashmap");
+    CHECK_EQ_INT(sl__config_set(c, "state.backend", "memory", err, sizeof err), SL_ECONFIG);
+    CHECK_EQ_STR(err, "invalid value \"memory\" for state.backend: accepted hashmap, rocksdb");
+    CHECK_EQ_INT(sl__config_set(c, "state.backend", "RocksDB", err, sizeof err), 0);
+    CHECK_EQ_STR(sl__config_get(c, "state.backend.type"), "rocksdb");
     CHECK_EQ_STR(sl__config_get(c, "execution.runtime-mode"), "STREAMING");
 
     /* long values are shortened in the message */
@@ -607,10 +618,11 @@ TEST(yaml_errors_name_file_line_and_key)
              unknown);
     CHECK_EQ_STR(err, want);
 
-    const char *badval = tmp_write(&t, "badval.yaml", "state:\n  backend: {type: rocksdb}\n");
+    const char *badval = tmp_write(&t, "badval.yaml", "state:\n  backend: {type: rocksdbx}\n");
     CHECK_EQ_INT(sl__config_load_yaml(c, badval, err, sizeof err), SL_ECONFIG);
     snprintf(want, sizeof want,
-             "%s:2: invalid value \"rocksdb\" for state.backend.type: accepted hashmap", badval);
+             "%s:2: invalid value \"rocksdbx\" for state.backend.type: accepted hashmap, rocksdb",
+             badval);
     CHECK_EQ_STR(err, want);
 
     const char *novalue = tmp_write(&t, "novalue.yaml", "a: 1\n");

@@ -185,7 +185,7 @@ static void ent_set_ptr(uint8_t *e, void *p)
 
 static bool is_valuelike(int kind)
 {
-    return kind == SL_STATE_VALUE || kind == SL_STATE_REDUCING || kind == SL_STATE_AGGREGATING;
+    return sl__kind_is_valuelike(kind);
 }
 
 /* Frees an entry of a state of kind, with its list or map. */
@@ -476,7 +476,7 @@ static int h_value_get(sl_state *st, const uint8_t **p, size_t *n)
     return 1;
 }
 
-static void h_value_put(sl_state *st, const uint8_t *p, size_t n)
+static int h_value_put(sl_state *st, const uint8_t *p, size_t n)
 {
     pos at;
     locate(st, &at);
@@ -490,6 +490,7 @@ static void h_value_put(sl_state *st, const uint8_t *p, size_t n)
     } else {
         insert(st, &at, p, n);
     }
+    return 0;
 }
 
 static int h_list_get(sl_state *st, const uint8_t **p, size_t *n)
@@ -527,14 +528,16 @@ static void list_write(sl_state *st, const uint8_t *p, size_t n, size_t count, b
     }
 }
 
-static void h_list_append(sl_state *st, const uint8_t *p, size_t n, size_t count)
+static int h_list_append(sl_state *st, const uint8_t *p, size_t n, size_t count)
 {
     list_write(st, p, n, count, false);
+    return 0;
 }
 
-static void h_list_set(sl_state *st, const uint8_t *p, size_t n, size_t count)
+static int h_list_set(sl_state *st, const uint8_t *p, size_t n, size_t count)
 {
     list_write(st, p, n, count, true);
+    return 0;
 }
 
 static int h_map_get(sl_state *st, const uint8_t *k, size_t kn, const uint8_t **v, size_t *vn)
@@ -554,7 +557,7 @@ static sl__htab *copy_map(heap_backend *hb, const pos *at)
     return nm;
 }
 
-static void h_map_put(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
+static int h_map_put(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
 {
     heap_backend *hb = (heap_backend *)st->be;
     pos at;
@@ -568,6 +571,7 @@ static void h_map_put(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *
         insert(st, &at, &m, sizeof m);
     }
     sl__kv_put(m, &hb->slab, k, kn, v, vn, false);
+    return 0;
 }
 
 static int h_map_remove(sl_state *st, const uint8_t *k, size_t kn)
@@ -596,11 +600,18 @@ static int h_map_remove(sl_state *st, const uint8_t *k, size_t kn)
     return removed;
 }
 
-static const sl__htab *h_map_table(sl_state *st)
+/* The cursor is the map's table and a slot: the table stays as it is until the next write
+ * to the state (which may replace it: copy-on-write), and a write ends the iteration. */
+static int h_map_iter_open(sl_state *st, sl_iter *it)
 {
     pos at;
     locate(st, &at);
-    return at.found ? ent_ptr(entry_at(&at)) : NULL;
+    const sl__htab *t = at.found ? ent_ptr(entry_at(&at)) : NULL;
+    if (!t || !t->count)
+        return 0;
+    it->tab = t;
+    it->pos = 0;
+    return 1;
 }
 
 static int h_clear(sl_state *st)
@@ -622,7 +633,8 @@ static const sl__state_ops heap_state_ops = {
     .map_get = h_map_get,
     .map_put = h_map_put,
     .map_remove = h_map_remove,
-    .map_table = h_map_table,
+    .map_iter_open = h_map_iter_open,
+    .map_iter_next = sl__htab_iter_next,
     .clear = h_clear,
 };
 
@@ -649,21 +661,6 @@ static bool entry_valid(const sl_state *st, const uint8_t *e)
             return false;
     }
     return true;
-}
-
-/* Checks a payload in snapshot form for a state of kind; schemas from st when registered. */
-static bool payload_valid(const sl_state *st, int kind, const uint8_t *p, size_t n)
-{
-    if (is_valuelike(kind))
-        return !st || sl__row_valid(st->stored, p, n);
-    sl__rd r = {p, p + n};
-    uint64_t count;
-    if (!sl__rd_varint(&r, &count))
-        return false;
-    size_t rest = (size_t)(r.end - r.p);
-    if (kind == SL_STATE_LIST)
-        return sl__elems_valid(st ? st->schema : NULL, r.p, rest, count);
-    return sl__pairs_valid(st ? st->key_schema : NULL, st ? st->schema : NULL, r.p, rest, count);
 }
 
 /* ---- Backend operations ----------------------------------------------------------------- */
@@ -1028,115 +1025,13 @@ void sl__heap_backend_set_version(sl__keyed_backend *be, uint32_t version)
 }
 #endif
 
-/* A state section's header: name, kind, entry count. */
-typedef struct section {
-    const uint8_t *name;
-    size_t namelen;
-    uint8_t kind;
-    uint64_t nentries;
-} section;
-
-static bool read_section(sl__rd *r, section *s)
+/* What the heap backend holds under a name, for sl__kg_validate. */
+static int lookup_state(sl__keyed_backend *be, const uint8_t *name, size_t len,
+                        const sl_state **handle)
 {
-    return sl__rd_bytes(r, &s->name, &s->namelen) && sl__rd_byte(r, &s->kind) &&
-           sl__rd_varint(r, &s->nentries);
-}
-
-/* Pass 1 of restore: checks everything without changing the backend. */
-static int validate_kg(heap_backend *hb, int kg, const uint8_t *p, size_t len, char *err,
-                       size_t cap)
-{
-    sl__rd r = {p, p + len};
-    uint64_t nst;
-    if (!sl__rd_varint(&r, &nst)) {
-        snprintf(err, cap, "key group %d: the state count is truncated", kg);
-        return SL_EFORMAT;
-    }
-    section *seen = NULL;
-    size_t nseen = 0, seen_cap = 0;
-    int rc = 0;
-    for (uint64_t i = 0; i < nst && rc == 0; i++) {
-        section s;
-        if (!read_section(&r, &s)) {
-            snprintf(err, cap, "key group %d: state %llu of %llu: its header is truncated", kg,
-                     (unsigned long long)i, (unsigned long long)nst);
-            rc = SL_EFORMAT;
-            break;
-        }
-        int nl = (int)(s.namelen > 200 ? 200 : s.namelen);
-        const char *nm = (const char *)s.name;
-        if (!s.namelen || memchr(s.name, 0, s.namelen)) {
-            snprintf(err, cap, "key group %d: state %llu has an empty or malformed name", kg,
-                     (unsigned long long)i);
-            rc = SL_EFORMAT;
-            break;
-        }
-        if (s.kind < SL_STATE_VALUE || s.kind > SL_STATE_MAP) {
-            snprintf(err, cap, "key group %d: state \"%.*s\": unknown kind %d", kg, nl, nm, s.kind);
-            rc = SL_EFORMAT;
-            break;
-        }
-        for (size_t j = 0; j < nseen; j++) {
-            if (seen[j].namelen == s.namelen && !memcmp(seen[j].name, s.name, s.namelen)) {
-                snprintf(err, cap, "key group %d: state \"%.*s\" appears twice", kg, nl, nm);
-                rc = SL_EFORMAT;
-            }
-        }
-        if (rc)
-            break;
-        if (nseen == seen_cap) {
-            size_t c = seen_cap ? seen_cap * 2 : 8;
-            section *ns = sl__realloc(seen, c * sizeof *ns);
-            if (!ns) {
-                snprintf(err, cap, "out of memory restoring key group %d", kg);
-                rc = SL_ENOMEM;
-                break;
-            }
-            seen = ns;
-            seen_cap = c;
-        }
-        seen[nseen++] = s;
-        const hstate *hs = find_state(hb, nm, s.namelen);
-        if (hs && hs->kind != s.kind) {
-            snprintf(err, cap,
-                     "key group %d: state \"%.*s\" is %s state in the snapshot but %s here", kg, nl,
-                     nm, sl__state_kind_name(s.kind), sl__state_kind_name(hs->kind));
-            rc = SL_EFORMAT;
-            break;
-        }
-        const sl_state *st = hs ? hs->handle : NULL;
-        for (uint64_t e = 0; e < s.nentries; e++) {
-            const uint8_t *key, *ns, *pl;
-            size_t kl, nsl, pll;
-            const char *what = NULL;
-            if (!sl__rd_bytes(&r, &key, &kl))
-                what = "its key is truncated";
-            else if (sl__key_group(sl__hash(key, kl), hb->base.max_parallelism) != kg)
-                what = "its key belongs to another key group";
-            else if (hb->base.key_schema && !sl__row_valid(hb->base.key_schema, key, kl))
-                what = "its key does not parse under the key schema";
-            else if (!sl__rd_bytes(&r, &ns, &nsl))
-                what = "its namespace is truncated";
-            else if (!sl__rd_bytes(&r, &pl, &pll))
-                what = "its value is truncated";
-            else if (!payload_valid(st, s.kind, pl, pll))
-                what = st ? "its value does not parse under the state's schema"
-                          : "its value is malformed";
-            if (what) {
-                snprintf(err, cap, "key group %d: state \"%.*s\": entry %llu of %llu: %s", kg, nl,
-                         nm, (unsigned long long)e, (unsigned long long)s.nentries, what);
-                rc = SL_EFORMAT;
-                break;
-            }
-        }
-    }
-    sl__free(seen);
-    if (rc == 0 && r.p != r.end) {
-        snprintf(err, cap, "key group %d: %zu unexpected bytes after the last state", kg,
-                 (size_t)(r.end - r.p));
-        rc = SL_EFORMAT;
-    }
-    return rc;
+    const hstate *hs = find_state((heap_backend *)be, (const char *)name, len);
+    *handle = hs ? hs->handle : NULL;
+    return hs ? (int)hs->kind : 0;
 }
 
 /* Makes the in-memory entry for a validated snapshot entry; NULL on out of memory, or
@@ -1187,8 +1082,8 @@ static int apply_kg(heap_backend *hb, int kg, const uint8_t *p, size_t len)
     if (!sl__rd_varint(&r, &nst))
         return SL_EFORMAT; /* validated before: cannot happen */
     for (uint64_t i = 0; i < nst; i++) {
-        section s;
-        if (!read_section(&r, &s))
+        sl__kg_section s;
+        if (!sl__kg_read_section(&r, &s))
             return SL_EFORMAT;
         hstate *hs = find_state(hb, (const char *)s.name, s.namelen);
         if (!hs && !(hs = new_state(hb, (const char *)s.name, s.namelen, s.kind)))
@@ -1249,7 +1144,7 @@ static int h_restore_kg(sl__keyed_backend *be, int key_group, const uint8_t *p, 
 {
     heap_backend *hb = (heap_backend *)be;
     collect(hb);
-    int rc = validate_kg(hb, key_group, p, len, err, cap);
+    int rc = sl__kg_validate(be, key_group, p, len, lookup_state, err, cap);
     if (rc < 0)
         return rc;
     rc = apply_kg(hb, key_group, p, len);

@@ -1,0 +1,83 @@
+/*
+ * rocksdb_backend.h - the RocksDB keyed state backend (state.backend.type: rocksdb): its
+ * options, creation, and what tests and metrics may ask of it. Everything else goes through
+ * the generic keyed backend interface of state.h (sl__keyed_backend_create picks this
+ * backend by configuration).
+ *
+ * One RocksDB instance per keyed operator subtask, in a working directory of its own that
+ * is created under the local directory and removed by sl__keyed_backend_destroy:
+ *
+ *   <localdir>/sluice-<op uid>-<subtask>-<random>/db/   the database
+ *
+ * (later: sibling directories for local checkpoints). See rocksdb_backend.c for the key
+ * layout, the memory budget and how errors are translated.
+ *
+ * Threads: as every backend, the task thread only; asynchronous snapshots as in state.h.
+ */
+#ifndef SL_STATE_ROCKSDB_BACKEND_H
+#define SL_STATE_ROCKSDB_BACKEND_H
+
+#include "state/state.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sl__rocksdb_options {
+    /* Parent of the working directory; created (with its parents) when missing. NULL or
+     * empty: $TMPDIR when set and not empty, else /tmp. Borrowed during create. */
+    const char *localdir;
+    /* Operator uid (or name) and subtask, for the working directory's name; name may be
+     * NULL. Borrowed during create. */
+    const char *name;
+    int subtask;
+    /* true: one block cache and one write-buffer budget for every column family of the
+     * instance, together memory_size bytes, write_buffer_ratio of it for write buffers.
+     * false: RocksDB's own defaults per column family (memory grows with the number of
+     * states). */
+    bool managed;
+    int64_t memory_size;
+    double write_buffer_ratio;
+} sl__rocksdb_options;
+
+/* Defaults of the configuration keys (docs/config.md): localdir NULL, managed, 64 MiB, a
+ * write-buffer ratio of 0.5. */
+void sl__rocksdb_options_default(sl__rocksdb_options *o);
+/* The state.backend.rocksdb.* keys of c (validated when set, so this cannot fail); name
+ * and subtask are left as sl__rocksdb_options_default sets them. localdir points into c. */
+void sl__rocksdb_options_from_config(const sl__config *c, sl__rocksdb_options *o);
+
+/* Creates a RocksDB backend for key groups [kg_start, kg_end) of max_parallelism (see
+ * sl__keyed_backend_create). Task thread. NULL with a message in err and, when code is not
+ * NULL, *code set: SL_EIO when the working directory cannot be created or the database
+ * cannot be opened (the message names the directory, the operation and the reason),
+ * SL_ENOMEM, or SL_EINVAL for an invalid range. Nothing is left on disk after a failure. */
+sl__keyed_backend *sl__rocksdb_backend_create(const sl__rocksdb_options *o, int max_parallelism,
+                                              int kg_start, int kg_end,
+                                              const sl__schema *key_schema, char *err, size_t cap,
+                                              int *code);
+
+/* True when be is a RocksDB backend. */
+bool sl__backend_is_rocksdb(const sl__keyed_backend *be);
+
+typedef struct sl__rocksdb_stats {
+    const char *workdir;         /* the working directory; lives as long as the backend */
+    const char *dbdir;           /* <workdir>/db */
+    size_t block_cache_capacity; /* managed: the shared cache's capacity; else 0 */
+    size_t block_cache_usage;    /* managed: bytes in that cache now */
+    size_t write_buffer_budget;  /* managed: db_write_buffer_size; else 0 */
+    size_t write_buffer_size;    /* per column family memtable size */
+    size_t memtable_bytes;       /* memory of all memtables now (all column families) */
+    size_t column_families;      /* states with a column family */
+    size_t live_snapshots;       /* begun and not yet released */
+} sl__rocksdb_stats;
+
+/* Fills *out (be must be a RocksDB backend). Task thread. */
+void sl__rocksdb_backend_stats(sl__keyed_backend *be, sl__rocksdb_stats *out);
+
+/* Writes every column family's memtable to SST files and waits. Task thread. 0, or SL_EIO
+ * with a message in err naming the directory. (For tests now; a local checkpoint will
+ * flush first.) */
+int sl__rocksdb_backend_flush(sl__keyed_backend *be, char *err, size_t cap);
+
+#endif
