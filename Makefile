@@ -10,6 +10,8 @@
 #   make asan           unit and e2e tests under ASan+UBSan+LSan in build-asan/ (the e2e
 #                       tests run the sanitized programs and fail on any sanitizer report)
 #   make tsan           the unit tests under TSan in build-tsan/ (not part of check)
+#   make bench          setup, build, run the benchmarks (bench/report.sh: about 7 minutes on
+#                       2 cores) and write bench/REPORT.md with its plots in bench/plots/
 #   make format         clang-format -i on every .c/.h under src include examples tests bench
 #   make format-check   fail, listing the files that `make format` would change
 #   make install PREFIX=/usr/local
@@ -30,7 +32,7 @@ SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 TSAN_ENV = TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
 .PHONY: all build demo check setup test asan build-asan test-asan tsan build-tsan install \
-	format format-check check-clang-format clean help
+	format format-check check-clang-format clean help bench
 
 all: build
 
@@ -81,6 +83,13 @@ build-tsan: $(TSAN_BUILD)/CMakeCache.txt
 
 tsan: build-tsan
 	cd $(TSAN_BUILD) && $(TSAN_ENV) ctest --output-on-failure -j $(CTEST_JOBS) -L unit
+
+# The performance report: BENCH_QUICK=1 for a smoke run; sizes: see bench/report.sh. Builds
+# only the programs it runs (RelWithDebInfo, in build/).
+BENCH_PROGRAMS = bench_nexmark bench_word_count bench_state_memory
+bench: setup $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS) --target $(BENCH_PROGRAMS)
+	@BUILD=$(BUILD) bash bench/report.sh
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

@@ -10,13 +10,27 @@
  * in BATCH mode (only final counts). Both sides check that the counts add up to the words.
  *
  *   build/bin/bench_word_count [--words N] [--vocab V] [-p P] [--mode streaming|batch|both]
+ *                              [--repeat R] [--checkpoints off|on|both]
+ *                              [--checkpoint-interval DURATION] [-D key=value]... [--csv FILE]
+ *                              [--no-baselines]
  *
  * Prints words/s (wall clock) and words per CPU-second for each, and the ratio to the bare
  * loop. Rates are for the whole process (all threads), so idle spinning would count.
+ * With --repeat R each figure is the median of R runs, the runs interleaved (bare loop,
+ * engine, engine with checkpoints, R times). --checkpoints on runs the engine with a
+ * checkpoint every --checkpoint-interval (default 1s; heap backend, exactly-once, to a
+ * fresh directory under /tmp removed at exit); both runs it without and with, and prints
+ * the ratio (of the medians, and paired: the median of each run with checkpoints against
+ * the run without just before it). -D options go to the engine's configuration (after the
+ * checkpoint settings, so they win). --csv FILE appends one tab-separated line per figure for
+ * bench/report.sh.
+ * --no-baselines runs the engine alone (for perf record); with --mode batch or both the bare
+ * loop still runs once, untimed, to count the distinct words the BATCH check needs.
  */
 #include "core/hash.h"
 #include "sluice.h"
 
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -161,7 +175,7 @@ static int64_t bare_loop(const corpus *c, size_t *distinct)
 /* ---- the engine job ------------------------------------------------------------------ */
 
 static const corpus *g_corpus;
-static _Atomic int64_t sink_rows, sink_total;
+static _Atomic int64_t sink_rows, sink_total, sink_checkpoints;
 
 static int gen_line(sl_ctx *ctx, void *user, int64_t i, sl_value *out)
 {
@@ -212,20 +226,89 @@ static int count_invoke(sl_ctx *ctx, const sl_value *in)
 static int count_close(sl_ctx *ctx)
 {
     sink_local *l = sl_ctx_local(ctx);
-    atomic_fetch_add(&sink_rows, l->rows);
-    atomic_fetch_add(&sink_total, l->total);
+    if (l) {
+        atomic_fetch_add(&sink_rows, l->rows);
+        atomic_fetch_add(&sink_total, l->total);
+    }
     free(l);
     return 0;
 }
 
-static int run_engine(const corpus *c, int par, sl_runtime_mode mode, double *wall, double *cpu)
+/* Counts completed checkpoints: the highest id seen complete. */
+static int count_checkpoint_complete(sl_ctx *ctx, int64_t id)
 {
-    char p[16];
-    snprintf(p, sizeof p, "%d", par);
-    char *argv[] = {"bench", "-p", p, NULL};
+    (void)ctx;
+    int64_t seen = atomic_load(&sink_checkpoints);
+    while (id > seen && !atomic_compare_exchange_weak(&sink_checkpoints, &seen, id)) {
+    }
+    return 0;
+}
+
+enum { MAX_DEFS = 32, MAX_REPEAT = 99 };
+
+typedef struct options {
+    int par;
+    const char *interval; /* checkpoint interval */
+    const char *defs[MAX_DEFS];
+    int ndefs;
+} options;
+
+/* The checkpoint directory of this process, made on first use, removed at exit. */
+static char checkpoint_dir[64];
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_checkpoint_dir(void)
+{
+    if (checkpoint_dir[0])
+        nftw(checkpoint_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static const char *get_checkpoint_dir(void)
+{
+    if (!checkpoint_dir[0]) {
+        snprintf(checkpoint_dir, sizeof checkpoint_dir, "/tmp/sluice-bench-wc-XXXXXX");
+        if (!mkdtemp(checkpoint_dir)) {
+            perror("bench_word_count: mkdtemp");
+            exit(1);
+        }
+        atexit(remove_checkpoint_dir);
+    }
+    return checkpoint_dir;
+}
+
+static int run_engine(const corpus *c, const options *o, sl_runtime_mode mode, bool checkpoints,
+                      double *wall, double *cpu)
+{
+    char p[16], interval[64], dir[96];
+    snprintf(p, sizeof p, "%d", o->par);
+    char *argv[16 + 2 * MAX_DEFS + 1] = {"bench", "-p", p};
+    int argc = 3;
+    if (checkpoints) {
+        snprintf(interval, sizeof interval, "execution.checkpointing.interval=%s", o->interval);
+        snprintf(dir, sizeof dir, "state.checkpoints.dir=%s", get_checkpoint_dir());
+        char *cp[] = {"-D", interval,
+                      "-D", dir,
+                      "-D", "execution.checkpointing.mode=EXACTLY_ONCE",
+                      "-D", "state.backend.type=hashmap"};
+        for (size_t i = 0; i < sizeof cp / sizeof cp[0]; i++)
+            argv[argc++] = cp[i];
+    }
+    for (int i = 0; i < o->ndefs; i++) {
+        argv[argc++] = "-D";
+        argv[argc++] = (char *)o->defs[i];
+    }
+    argv[argc] = NULL;
     char err[512];
     int code;
-    sl_env *env = sl_env_create(3, argv, NULL, NULL, &code, err, sizeof err);
+    sl_env *env = sl_env_create(argc, argv, NULL, NULL, &code, err, sizeof err);
     if (!env) {
         fprintf(stderr, "%s\n", err);
         return 1;
@@ -234,11 +317,15 @@ static int run_engine(const corpus *c, int par, sl_runtime_mode mode, double *wa
     g_corpus = c;
     atomic_store(&sink_rows, 0);
     atomic_store(&sink_total, 0);
+    atomic_store(&sink_checkpoints, 0);
     sl_stream *lines = sl_from_generator(env, "line:str", (int64_t)c->nlines, gen_line, NULL);
     sl_flat_map_fn fm = {.flat_map = split};
     sl_stream *words = sl_flat_map(lines, "word:str,count:i64", &fm);
     sl_stream *counts = sl_sum(sl_key_by(words, 0), 1);
-    sl_sink_fn sink = {.open = count_open, .invoke = count_invoke, .close = count_close};
+    sl_sink_fn sink = {.open = count_open,
+                       .invoke = count_invoke,
+                       .close = count_close,
+                       .notify_checkpoint_complete = count_checkpoint_complete};
     sl_add_sink(counts, "count", &sink);
     double t0 = now_s(), c0 = cpu_s();
     int rc = sl_execute(env, "bench_word_count");
@@ -250,61 +337,190 @@ static int run_engine(const corpus *c, int par, sl_runtime_mode mode, double *wa
     return rc;
 }
 
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median_of(const double *in, int n)
+{
+    double v[MAX_REPEAT];
+    memcpy(v, in, sizeof *v * (size_t)n);
+    qsort(v, (size_t)n, sizeof *v, by_value);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int usage(const char *prog)
+{
+    fprintf(stderr,
+            "usage: %s [--words N] [--vocab V] [-p P] [--mode streaming|batch|both] "
+            "[--repeat R] [--checkpoints off|on|both] [--checkpoint-interval DURATION] "
+            "[-D key=value]... [--csv FILE] [--no-baselines]\n",
+            prog);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     int64_t nwords = 20000000;
     uint64_t vocab = 100000;
-    int par = 1;
-    const char *mode = "both";
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--words"))
+    options o = {.par = 1, .interval = "1s"};
+    const char *mode = "both", *checkpoints = "off", *csv_path = NULL;
+    int repeat = 1;
+    bool baseline = true;
+    int bad = 0;
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--no-baselines")) {
+            baseline = false;
+            i--;
+        } else if (i + 1 >= argc)
+            bad = 1;
+        else if (!strcmp(argv[i], "--words"))
             nwords = strtoll(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--vocab"))
             vocab = strtoull(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "-p"))
-            par = atoi(argv[i + 1]);
+            o.par = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--mode"))
             mode = argv[i + 1];
-        else {
-            fprintf(stderr,
-                    "usage: %s [--words N] [--vocab V] [-p P] [--mode streaming|batch|both]\n",
-                    argv[0]);
-            return 2;
+        else if (!strcmp(argv[i], "--repeat"))
+            repeat = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--checkpoints"))
+            checkpoints = argv[i + 1];
+        else if (!strcmp(argv[i], "--checkpoint-interval"))
+            o.interval = argv[i + 1];
+        else if (!strcmp(argv[i], "-D") && o.ndefs < MAX_DEFS)
+            o.defs[o.ndefs++] = argv[i + 1];
+        else if (!strcmp(argv[i], "--csv"))
+            csv_path = argv[i + 1];
+        else
+            return usage(argv[0]);
+    }
+    if (bad || repeat < 1 || repeat > MAX_REPEAT || o.par < 1 || nwords < 1 || vocab < 1)
+        return usage(argv[0]);
+    /* bit 0: runs without checkpoints, bit 1: with */
+    int cps = !strcmp(checkpoints, "off")    ? 1
+              : !strcmp(checkpoints, "on")   ? 2
+              : !strcmp(checkpoints, "both") ? 3
+                                             : 0;
+    if (!cps)
+        return usage(argv[0]);
+    FILE *csv = NULL;
+    if (csv_path) {
+        csv = fopen(csv_path, "a");
+        if (!csv) {
+            perror(csv_path);
+            return 1;
         }
+        if (ftell(csv) == 0)
+            fprintf(
+                csv,
+                "job\tvocab\tdistinct\tp\tcheckpoints\twords\twall_s\tcpu_s\t"
+                "checkpoints_done\tpaired_wall_ratio\truns\tpaired_wall_min\tpaired_wall_max\n");
     }
     corpus c = make_corpus(nwords, vocab);
-    printf("corpus: %" PRId64 " words, %zu lines, vocabulary %" PRIu64 ", %.1f MB\n", c.nwords,
-           c.nlines, vocab, (double)c.line_at[c.nlines] / 1e6);
+    printf("corpus: %" PRId64 " words, %zu lines, vocabulary %" PRIu64 ", %.1f MB%s\n", c.nwords,
+           c.nlines, vocab, (double)c.line_at[c.nlines] / 1e6,
+           repeat > 1 ? ", medians of interleaved runs" : "");
 
+    /* runs[mode][checkpoints][repeat] */
+    static double bare_wall[MAX_REPEAT], bare_cpu[MAX_REPEAT];
+    static double wall[2][2][MAX_REPEAT], cpu[2][2][MAX_REPEAT], ncp[2][2][MAX_REPEAT];
+    static int64_t rows[2][2], total[2][2];
     size_t distinct = 0;
-    double t0 = now_s(), c0 = cpu_s();
-    int64_t bare_total = bare_loop(&c, &distinct);
-    double bare_wall = now_s() - t0, bare_cpu = cpu_s() - c0;
-    double bare_rate = (double)c.nwords / bare_wall;
-    printf("bare C loop:        %8.2f M words/s  %8.2f M words/CPU-s  (%zu distinct words)\n",
-           bare_rate / 1e6, (double)c.nwords / bare_cpu / 1e6, distinct);
-    if (bare_total != c.nwords) {
-        fprintf(stderr, "bare loop counted %" PRId64 " words, expected %" PRId64 "\n", bare_total,
-                c.nwords);
-        return 1;
-    }
     int fails = 0;
+    for (int r = 0; r < repeat; r++) {
+        double t0 = now_s(), c0 = cpu_s();
+        bool need = baseline || (!r && strcmp(mode, "streaming")); /* BATCH needs distinct */
+        int64_t bare_total = need ? bare_loop(&c, &distinct) : c.nwords;
+        bare_wall[r] = now_s() - t0;
+        bare_cpu[r] = cpu_s() - c0;
+        if (!baseline) /* the engine alone (for perf record): the table, not the timing */
+            bare_wall[r] = bare_cpu[r] = 0;
+        if (bare_total != c.nwords) {
+            fprintf(stderr, "bare loop counted %" PRId64 " words, expected %" PRId64 "\n",
+                    bare_total, c.nwords);
+            return 1;
+        }
+        for (int m = 0; m < 2; m++) {
+            if (strcmp(mode, "both") && strcmp(mode, m ? "batch" : "streaming"))
+                continue;
+            for (int cp = 0; cp < 2; cp++) {
+                if (!(cps & (1 << cp)))
+                    continue;
+                if (run_engine(&c, &o, m ? SL_BATCH : SL_STREAMING, cp, &wall[m][cp][r],
+                               &cpu[m][cp][r]))
+                    return 1;
+                ncp[m][cp][r] = (double)atomic_load(&sink_checkpoints);
+                int64_t nrows = atomic_load(&sink_rows), ntotal = atomic_load(&sink_total);
+                /* STREAMING: one row per word, counts are running totals; BATCH: one per
+                 * word */
+                bool ok =
+                    m ? (nrows == (int64_t)distinct && ntotal == c.nwords) : nrows == c.nwords;
+                if (!ok)
+                    fprintf(stderr, "engine %s: sink rows %" PRId64 " MISMATCH\n",
+                            m ? "BATCH" : "STREAMING", nrows);
+                fails += !ok;
+                rows[m][cp] = nrows;
+                total[m][cp] = ntotal;
+            }
+        }
+    }
+
+    double bw = median_of(bare_wall, repeat), bc = median_of(bare_cpu, repeat);
+    double bare_rate = (double)c.nwords / bw, bare_per_cpu = (double)c.nwords / bc;
+    if (baseline)
+        printf("bare C loop:        %8.2f M words/s  %8.2f M words/CPU-s  (%zu distinct words)\n",
+               bare_rate / 1e6, bare_per_cpu / 1e6, distinct);
+    if (csv && baseline)
+        fprintf(csv, "bare\t%" PRIu64 "\t%zu\t%d\t0\t%" PRId64 "\t%.6f\t%.6f\t0\t0\t%d\t0\t0\n",
+                vocab, distinct, o.par, c.nwords, bw, bc, repeat); /* p: of the engine runs */
     for (int m = 0; m < 2; m++) {
         if (strcmp(mode, "both") && strcmp(mode, m ? "batch" : "streaming"))
             continue;
-        double wall, cpu;
-        if (run_engine(&c, par, m ? SL_BATCH : SL_STREAMING, &wall, &cpu))
-            return 1;
-        double rate = (double)c.nwords / wall, per_cpu = (double)c.nwords / cpu;
-        int64_t rows = atomic_load(&sink_rows), total = atomic_load(&sink_total);
-        /* STREAMING: one row per word, counts are running totals; BATCH: one per word */
-        bool ok = m ? (rows == (int64_t)distinct && total == c.nwords) : rows == c.nwords;
-        printf("engine %-9s p=%d: %8.2f M words/s  %8.2f M words/CPU-s  ratio to bare loop "
-               "%.2f (per CPU-s %.2f)  sink rows %" PRId64 " %s\n",
-               m ? "BATCH" : "STREAMING", par, rate / 1e6, per_cpu / 1e6, rate / bare_rate,
-               per_cpu / ((double)c.nwords / bare_cpu), rows, ok ? "ok" : "MISMATCH");
-        fails += !ok;
+        double without = 0;
+        for (int cp = 0; cp < 2; cp++) {
+            if (!(cps & (1 << cp)))
+                continue;
+            double w = median_of(wall[m][cp], repeat), cu = median_of(cpu[m][cp], repeat);
+            double rate = (double)c.nwords / w, per_cpu = (double)c.nwords / cu;
+            int64_t n = (int64_t)median_of(ncp[m][cp], repeat);
+            printf("engine %-9s%-6s p=%d: %8.2f M words/s  %8.2f M words/CPU-s  ratio to bare "
+                   "loop %.2f (per CPU-s %.2f)",
+                   m ? "BATCH" : "STREAMING", cp ? " +ckpt" : "", o.par, rate / 1e6, per_cpu / 1e6,
+                   rate / bare_rate, per_cpu / bare_per_cpu);
+            double paired = 0, pmin = 0, pmax = 0;
+            if (cp && without > 0) {
+                /* each run with checkpoints against the run without them just before it */
+                double pr[MAX_REPEAT];
+                for (int r = 0; r < repeat; r++)
+                    pr[r] = wall[m][0][r] / wall[m][1][r];
+                paired = median_of(pr, repeat);
+                pmin = pmax = pr[0];
+                for (int r = 1; r < repeat; r++) {
+                    pmin = pr[r] < pmin ? pr[r] : pmin;
+                    pmax = pr[r] > pmax ? pr[r] : pmax;
+                }
+                printf("  ratio to no checkpoints %.2f (paired %.2f; %.2f to %.2f)", rate / without,
+                       paired, pmin, pmax);
+            }
+            if (cp)
+                printf("  checkpoints %" PRId64, n);
+            printf("  sink rows %" PRId64 "%s\n", rows[m][cp], fails ? "" : " ok");
+            if (!cp)
+                without = rate;
+            if (csv)
+                fprintf(csv,
+                        "%s\t%" PRIu64 "\t%zu\t%d\t%d\t%" PRId64 "\t%.6f\t%.6f\t%" PRId64
+                        "\t%.4f\t%d\t%.4f\t%.4f\n",
+                        m ? "batch" : "streaming", vocab, distinct, o.par, cp, c.nwords, w, cu, n,
+                        paired, repeat, pmin, pmax);
+            (void)total;
+        }
     }
+    if (csv)
+        fclose(csv);
     free(c.text);
     free(c.line_at);
     return fails ? 1 : 0;

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 __extension__ typedef unsigned __int128 u128;
 
@@ -616,8 +617,11 @@ enum { SOURCE_BURST = 1024 };
 
 typedef struct source_local {
     nexmark_range range;
-    int64_t next; /* event number in range to generate next */
-    int kind;     /* of the row in row, -1 before the first */
+    int64_t next;        /* event number in range to generate next */
+    int kind;            /* of the row in row, -1 before the first */
+    double ns_per_event; /* pacing (conf->rate > 0): this subtask's spacing, else 0 */
+    int64_t t0;          /* pacing: CLOCK_MONOTONIC ns of the first poll, 0 before */
+    int64_t k0;          /* pacing: next at the first poll (a restore resumes mid-range) */
     sl_state *position;
     nexmark_event ev;
     sl_value row[NX_NFIELDS];
@@ -636,6 +640,8 @@ static int source_init(sl_ctx *ctx)
     l->kind = -1;
     int i = sl_ctx_subtask(ctx), p = sl_ctx_parallelism(ctx);
     l->range = nexmark_split(conf->gen, conf->events, i, p);
+    if (conf->rate > 0)
+        l->ns_per_event = 1e9 * (double)p / conf->rate;
     l->position = sl_operator_list_state(ctx, "nexmark-position", position_schema, SL_SPLIT_EVEN);
     if (!l->position)
         return SL_ESTATE;
@@ -676,6 +682,45 @@ static int source_snapshot(sl_ctx *ctx, int64_t checkpoint_id)
     return sl_list_update(l->position, row, 1);
 }
 
+int64_t nexmark_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Pacing: the scheduled time of event number k. */
+static int64_t source_due_ns(const source_local *l, int64_t k)
+{
+    return l->t0 + (int64_t)((double)(k - l->k0) * l->ns_per_event);
+}
+
+/* Pacing: returns how many events past next are due now (at most max), or, when none is,
+ * flushes the output, sleeps until the next one is due and returns 0 (or a negative code
+ * when the job is cancelled). */
+static int64_t source_pace(sl_ctx *ctx, source_local *l, int64_t max)
+{
+    int64_t now = nexmark_now_ns();
+    if (!l->t0) {
+        l->t0 = now;
+        l->k0 = l->next;
+    }
+    int64_t due = (int64_t)((double)(now - l->t0) / l->ns_per_event) + 1 + l->k0 - l->next;
+    if (due > 0)
+        return due < max ? due : max;
+    int64_t wait = source_due_ns(l, l->next) - now;
+    /* sleep_ms flushes this subtask's pending output first, so nothing waits for the
+     * buffer timeout while the source sleeps */
+    int rc = sl_ctx_sleep_ms(ctx, wait / 1000000);
+    if (rc < 0)
+        return rc;
+    if (wait > 0 && wait < 1000000) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(wait % 1000000)};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
 static int source_poll(sl_ctx *ctx)
 {
     const nexmark_source_conf *conf = sl_ctx_user(ctx);
@@ -683,11 +728,20 @@ static int source_poll(sl_ctx *ctx)
     int64_t end = l->range.max_events;
     if (l->next >= end)
         return SL_SOURCE_END;
-    int64_t stop = end - l->next > SOURCE_BURST ? l->next + SOURCE_BURST : end;
+    int64_t n = end - l->next > SOURCE_BURST ? SOURCE_BURST : end - l->next;
+    if (l->ns_per_event > 0) {
+        n = source_pace(ctx, l, n);
+        if (n <= 0)
+            return n < 0 ? (int)n : SL_SOURCE_MORE;
+    }
+    int64_t stop = l->next + n;
     while (l->next < stop) {
         nexmark_generate(conf->gen, &l->range, l->next, &l->ev, l->buf);
         nexmark_event_row(&l->ev, l->row, l->kind);
         l->kind = (int)l->ev.kind;
+        if (conf->stamp)
+            l->row[NX_DATE_TIME].u.i64 =
+                l->ns_per_event > 0 ? source_due_ns(l, l->next) : nexmark_now_ns();
         /* counted before emitting: a checkpoint comes only between polls */
         l->next++;
         int rc = sl_emit(ctx, l->row);

@@ -189,6 +189,16 @@ void nexmark_event_row(const nexmark_event *ev, sl_value *row, int prev);
 typedef struct nexmark_source_conf {
     const nexmark_gen *gen;
     int64_t events; /* in total, over all subtasks */
+    /* Events per second over all subtasks (each subtask paces its share, rate / p); 0 or
+     * less: as fast as possible. The source paces in bursts: each poll emits every event
+     * whose scheduled time (first poll + k / (rate / p)) has come, up to a burst, and when
+     * none has, flushes its output and sleeps until the next one is due (sl_ctx_sleep_ms
+     * for whole milliseconds, nanosleep for the rest), so the rate holds at millions/s. */
+    double rate;
+    /* Replaces each row's date_time with the event's creation time in CLOCK_MONOTONIC
+     * nanoseconds, for latency measurement: its scheduled time when rate > 0 (so a source
+     * that falls behind counts its lateness), the clock when it is generated otherwise. */
+    bool stamp;
 } nexmark_source_conf;
 
 /* A bounded parallel source of NEXMARK_SCHEMA rows: subtask i of p generates the range
@@ -196,6 +206,9 @@ typedef struct nexmark_source_conf {
  * from a checkpoint resumes where the checkpoint was taken (at the same parallelism: the
  * split cannot be rescaled, and a restore at another parallelism fails the job). */
 sl_stream *nexmark_source(sl_env *env, const nexmark_source_conf *conf);
+
+/* CLOCK_MONOTONIC in nanoseconds: the clock of nexmark_source_conf.stamp. */
+int64_t nexmark_now_ns(void);
 
 /* Adds query name ("q0" to "q3") to events, a stream of NEXMARK_SCHEMA rows of env, and
  * returns its result stream, without a sink (the caller adds one). An unknown name records
@@ -209,5 +222,16 @@ sl_stream *nexmark_source(sl_env *env, const nexmark_source_conf *conf);
 sl_stream *nexmark_query(sl_env *env, sl_stream *events, const char *name);
 /* The result schema of a query, NULL for an unknown name. */
 const char *nexmark_query_schema(const char *name);
+
+/* The same queries for latency measurement: each result row also carries the date_time of
+ * the event that produced it (q0 and q1 already do, as field 3; q2 and q3 get it as a last
+ * field "date_time:i64"; for q3 it is the arrival, auction or person, that made the match).
+ * With a stamping source that is the creation time of the event, so a sink can measure
+ * source-to-sink latency. */
+sl_stream *nexmark_query_timed(sl_env *env, sl_stream *events, const char *name);
+const char *nexmark_query_timed_schema(const char *name);
+/* The index of date_time in nexmark_query_timed's result rows ("gen", no query: the event
+ * row's NX_DATE_TIME); -1 for an unknown name. */
+int nexmark_query_time_field(const char *name);
 
 #endif

@@ -62,6 +62,15 @@ static int q2_project(sl_ctx *ctx, const sl_value *in, sl_value *out)
     return 0;
 }
 
+static int q2_project_timed(sl_ctx *ctx, const sl_value *in, sl_value *out)
+{
+    (void)ctx;
+    out[0] = in[NX_AUCTION];
+    out[1] = in[NX_PRICE];
+    out[2] = in[NX_DATE_TIME];
+    return 0;
+}
+
 /* ---- q3: an incremental join ----------------------------------------------------------------
  *
  * Both inputs are filtered and projected to one join row before the exchange (Flink pushes
@@ -73,7 +82,9 @@ static int q2_project(sl_ctx *ctx, const sl_value *in, sl_value *out)
  * of the two came first. */
 
 #define Q3_JOIN_SCHEMA "kind:i64,key:i64,id:i64,name:str,city:str,state:str"
-enum { J_KIND, J_KEY, J_ID, J_NAME, J_CITY, J_STATE };
+enum { J_KIND, J_KEY, J_ID, J_NAME, J_CITY, J_STATE, J_TIME };
+/* nexmark_query_timed's join rows also carry the event's date_time, and so do its results */
+#define Q3_JOIN_TIMED_SCHEMA Q3_JOIN_SCHEMA ",date_time:i64"
 
 static bool is_state(const sl_value *v, const char *s)
 {
@@ -113,9 +124,16 @@ static int q3_join_row(sl_ctx *ctx, const sl_value *in, sl_value *out)
     return 0;
 }
 
+static int q3_join_row_timed(sl_ctx *ctx, const sl_value *in, sl_value *out)
+{
+    out[J_TIME] = in[NX_DATE_TIME];
+    return q3_join_row(ctx, in, out);
+}
+
 typedef struct q3_local {
     sl_state *person;   /* (name, city, state) of the person with this id */
     sl_state *auctions; /* auction id -> seller, of this seller's auctions */
+    bool timed;         /* nexmark_query_timed: results end with the arrival's date_time */
 } q3_local;
 
 static int q3_open(sl_ctx *ctx)
@@ -128,6 +146,7 @@ static int q3_open(sl_ctx *ctx)
     if (!l)
         return sl_fail(ctx, "out of memory");
     sl_ctx_set_local(ctx, l);
+    l->timed = sl_ctx_user(ctx) != NULL;
     l->person = sl_keyed_state(ctx, &person);
     l->auctions = sl_keyed_state(ctx, &auctions);
     return l->person && l->auctions ? 0 : SL_ESTATE;
@@ -151,7 +170,7 @@ static int q3_process(sl_ctx *ctx, const sl_value *in)
         rc = sl_value_get(l->person, p);
         if (rc <= 0)
             return rc;
-        sl_value out[4] = {p[0], p[1], p[2], in[J_ID]};
+        sl_value out[5] = {p[0], p[1], p[2], in[J_ID], l->timed ? in[J_TIME] : SL_NULLV};
         return sl_emit(ctx, out);
     }
     int rc = sl_value_update(l->person, &in[J_NAME]);
@@ -163,7 +182,8 @@ static int q3_process(sl_ctx *ctx, const sl_value *in)
         return rc;
     sl_value id, seller;
     while ((rc = sl_iter_next_kv(it, &id, &seller)) > 0) {
-        sl_value out[4] = {in[J_NAME], in[J_CITY], in[J_STATE], id};
+        sl_value out[5] = {in[J_NAME], in[J_CITY], in[J_STATE], id,
+                           l->timed ? in[J_TIME] : SL_NULLV};
         if ((rc = sl_emit(ctx, out)) < 0)
             break;
     }
@@ -176,24 +196,49 @@ static int q3_process(sl_ctx *ctx, const sl_value *in)
 static const struct {
     const char *name;
     const char *schema;
+    const char *timed_schema; /* nexmark_query_timed's */
+    int time_field;           /* date_time in timed_schema */
 } queries[] = {
-    {"q0", "auction:i64,bidder:i64,price:i64,date_time:i64,extra:str"},
-    {"q1", "auction:i64,bidder:i64,price:f64,date_time:i64,extra:str"},
-    {"q2", "auction:i64,price:i64"},
-    {"q3", "name:str,city:str,state:str,id:i64"},
+    {"q0", "auction:i64,bidder:i64,price:i64,date_time:i64,extra:str",
+     "auction:i64,bidder:i64,price:i64,date_time:i64,extra:str", 3},
+    {"q1", "auction:i64,bidder:i64,price:f64,date_time:i64,extra:str",
+     "auction:i64,bidder:i64,price:f64,date_time:i64,extra:str", 3},
+    {"q2", "auction:i64,price:i64", "auction:i64,price:i64,date_time:i64", 2},
+    {"q3", "name:str,city:str,state:str,id:i64", "name:str,city:str,state:str,id:i64,date_time:i64",
+     4},
 };
 
-const char *nexmark_query_schema(const char *name)
+static int query_index(const char *name)
 {
     for (size_t i = 0; name && i < sizeof queries / sizeof queries[0]; i++)
         if (!strcmp(queries[i].name, name))
-            return queries[i].schema;
-    return NULL;
+            return (int)i;
+    return -1;
 }
 
-sl_stream *nexmark_query(sl_env *env, sl_stream *events, const char *name)
+const char *nexmark_query_schema(const char *name)
 {
-    const char *schema = nexmark_query_schema(name);
+    int i = query_index(name);
+    return i < 0 ? NULL : queries[i].schema;
+}
+
+const char *nexmark_query_timed_schema(const char *name)
+{
+    int i = query_index(name);
+    return i < 0 ? NULL : queries[i].timed_schema;
+}
+
+int nexmark_query_time_field(const char *name)
+{
+    if (name && !strcmp(name, "gen"))
+        return NX_DATE_TIME;
+    int i = query_index(name);
+    return i < 0 ? -1 : queries[i].time_field;
+}
+
+static sl_stream *build_query(sl_env *env, sl_stream *events, const char *name, bool timed)
+{
+    const char *schema = timed ? nexmark_query_timed_schema(name) : nexmark_query_schema(name);
     if (!schema) {
         sl_env_fail(env, SL_EINVAL, "unknown Nexmark query '%s' (accepted: q0, q1, q2, q3)",
                     name ? name : "(null)");
@@ -209,16 +254,29 @@ sl_stream *nexmark_query(sl_env *env, sl_stream *events, const char *name)
     }
     if (!strcmp(name, "q2")) {
         sl_filter_fn select = {.filter = q2_select};
-        sl_map_fn project = {.map = q2_project};
+        sl_map_fn project = {.map = timed ? q2_project_timed : q2_project};
         sl_stream *s = sl_set_name(sl_filter(events, &select), "bids of every 123rd auction");
         return sl_set_name(sl_map(s, schema, &project), name);
     }
     sl_filter_fn select = {.filter = q3_select};
-    sl_map_fn project = {.map = q3_join_row};
-    sl_process_fn join = {.open = q3_open, .close = q3_close, .process = q3_process};
+    sl_map_fn project = {.map = timed ? q3_join_row_timed : q3_join_row};
+    /* the user pointer tells q3_process to carry the time (any non-NULL pointer) */
+    sl_process_fn join = {
+        .open = q3_open, .close = q3_close, .process = q3_process, .user = timed ? env : NULL};
     sl_stream *s =
         sl_set_name(sl_filter(events, &select), "auctions of category 10, persons in OR/ID/CA");
-    s = sl_set_name(sl_map(s, Q3_JOIN_SCHEMA, &project), "join rows");
+    s = sl_set_name(sl_map(s, timed ? Q3_JOIN_TIMED_SCHEMA : Q3_JOIN_SCHEMA, &project),
+                    "join rows");
     s = sl_key_by(s, J_KEY);
     return sl_set_name(sl_process(s, schema, &join), name);
+}
+
+sl_stream *nexmark_query(sl_env *env, sl_stream *events, const char *name)
+{
+    return build_query(env, events, name, false);
+}
+
+sl_stream *nexmark_query_timed(sl_env *env, sl_stream *events, const char *name)
+{
+    return build_query(env, events, name, true);
 }
