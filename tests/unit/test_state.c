@@ -133,45 +133,9 @@ static bool str_is(sl_value v, const char *s)
     return v.type == SL_STR && v.u.s.len == strlen(s) && !memcmp(v.u.s.ptr, s, v.u.s.len);
 }
 
-/* ---- descriptors and callbacks ------------------------------------------------------ */
+/* ---- descriptors and callbacks: shared with the other state suites ------------------ */
 
-static int sum_reduce(sl_ctx *ctx, const sl_value *a, const sl_value *b, sl_value *out)
-{
-    (void)ctx;
-    out[0] = SL_I64(a[0].u.i64 + b[0].u.i64);
-    return 0;
-}
-
-static int avg_create(sl_ctx *ctx, sl_value *acc)
-{
-    (void)ctx;
-    acc[0] = SL_I64(0);
-    acc[1] = SL_I64(0);
-    return 0;
-}
-
-static int avg_add(sl_ctx *ctx, const sl_value *in, const sl_value *acc, sl_value *out)
-{
-    (void)ctx;
-    out[0] = SL_I64(acc[0].u.i64 + in[0].u.i64);
-    out[1] = SL_I64(acc[1].u.i64 + 1);
-    return 0;
-}
-
-static int avg_result(sl_ctx *ctx, const sl_value *acc, sl_value *out)
-{
-    (void)ctx;
-    out[0] = SL_F64((double)acc[0].u.i64 / (double)acc[1].u.i64);
-    return 0;
-}
-
-static const sl_aggregate_fn avg_fn = {
-    .create = avg_create,
-    .add = avg_add,
-    .result = avg_result,
-    .acc_schema = "sum:i64,n:i64",
-    .result_schema = "avg:f64",
-};
+#include "state_callbacks.h"
 
 static const sl_state_desc d_value = {.name = "count", .kind = SL_STATE_VALUE, .schema = "n:i64"};
 static const sl_state_desc d_str = {
