@@ -752,13 +752,25 @@ int sl_state_set_namespace(sl_state *st, const void *ns, size_t len)
     return 0;
 }
 
-int sl_state_clear(sl_state *st)
+/* The checks every writer starts with: a handle, the right kind for the call, write
+ * access (not read-only broadcast state) and, for writers of a row (with_row), the row
+ * itself against the state's schema. */
+static int begin_write(sl_state *st, sl_state_kind kind, const char *call, bool with_row,
+                       const sl_value *row)
 {
     if (!st)
         return SL_EINVAL;
-    int rc = check_access(st, 0, "sl_state_clear");
+    int rc = check_access(st, kind, call);
     if (rc == 0)
         rc = check_write(st);
+    if (rc == 0 && with_row)
+        rc = check_value_row(st, st->schema, row);
+    return rc;
+}
+
+int sl_state_clear(sl_state *st)
+{
+    int rc = begin_write(st, 0, "sl_state_clear", false, NULL);
     if (rc < 0)
         return rc;
     rc = st->ops->clear(st);
@@ -791,13 +803,7 @@ int sl_value_get(sl_state *st, sl_value *out)
 
 int sl_value_update(sl_state *st, const sl_value *row)
 {
-    if (!st)
-        return SL_EINVAL;
-    int rc = check_access(st, SL_STATE_VALUE, "sl_value_update");
-    if (rc == 0)
-        rc = check_write(st);
-    if (rc == 0)
-        rc = check_value_row(st, st->schema, row);
+    int rc = begin_write(st, SL_STATE_VALUE, "sl_value_update", true, row);
     if (rc < 0)
         return rc;
     return put_value(st, st->schema, row);
@@ -807,13 +813,7 @@ int sl_value_update(sl_state *st, const sl_value *row)
 
 int sl_list_add(sl_state *st, const sl_value *row)
 {
-    if (!st)
-        return SL_EINVAL;
-    int rc = check_access(st, SL_STATE_LIST, "sl_list_add");
-    if (rc == 0)
-        rc = check_write(st);
-    if (rc == 0)
-        rc = check_value_row(st, st->schema, row);
+    int rc = begin_write(st, SL_STATE_LIST, "sl_list_add", true, row);
     if (rc < 0)
         return rc;
     size_t sz = sl__row_size(st->schema, row);
@@ -826,11 +826,7 @@ int sl_list_add(sl_state *st, const sl_value *row)
 
 int sl_list_update(sl_state *st, const sl_value *rows, size_t nrows)
 {
-    if (!st)
-        return SL_EINVAL;
-    int rc = check_access(st, SL_STATE_LIST, "sl_list_update");
-    if (rc == 0)
-        rc = check_write(st);
+    int rc = begin_write(st, SL_STATE_LIST, "sl_list_update", false, NULL);
     if (rc < 0)
         return rc;
     const sl__schema *s = st->schema;
@@ -882,13 +878,7 @@ int sl_list_get(sl_state *st, sl_iter **it)
 
 int sl_reducing_add(sl_state *st, const sl_value *row)
 {
-    if (!st)
-        return SL_EINVAL;
-    int rc = check_access(st, SL_STATE_REDUCING, "sl_reducing_add");
-    if (rc == 0)
-        rc = check_write(st);
-    if (rc == 0)
-        rc = check_value_row(st, st->schema, row);
+    int rc = begin_write(st, SL_STATE_REDUCING, "sl_reducing_add", true, row);
     if (rc < 0)
         return rc;
     const sl__schema *s = st->schema;
@@ -918,13 +908,7 @@ int sl_reducing_get(sl_state *st, sl_value *out)
 
 int sl_aggregating_add(sl_state *st, const sl_value *row)
 {
-    if (!st)
-        return SL_EINVAL;
-    int rc = check_access(st, SL_STATE_AGGREGATING, "sl_aggregating_add");
-    if (rc == 0)
-        rc = check_write(st);
-    if (rc == 0)
-        rc = check_value_row(st, st->schema, row);
+    int rc = begin_write(st, SL_STATE_AGGREGATING, "sl_aggregating_add", true, row);
     if (rc < 0)
         return rc;
     const sl__schema *as = st->acc_schema;
@@ -1009,13 +993,7 @@ int sl_map_get(sl_state *st, const sl_value *ukey, sl_value *out)
 
 int sl_map_put(sl_state *st, const sl_value *ukey, const sl_value *value)
 {
-    if (!st)
-        return SL_EINVAL;
-    int rc = check_access(st, SL_STATE_MAP, "sl_map_put");
-    if (rc == 0)
-        rc = check_write(st);
-    if (rc == 0)
-        rc = check_value_row(st, st->schema, value);
+    int rc = begin_write(st, SL_STATE_MAP, "sl_map_put", true, value);
     if (rc < 0)
         return rc;
     size_t vn = sl__row_size(st->schema, value);
@@ -1030,11 +1008,7 @@ int sl_map_put(sl_state *st, const sl_value *ukey, const sl_value *value)
 
 int sl_map_remove(sl_state *st, const sl_value *ukey)
 {
-    if (!st)
-        return SL_EINVAL;
-    int rc = check_access(st, SL_STATE_MAP, "sl_map_remove");
-    if (rc == 0)
-        rc = check_write(st);
+    int rc = begin_write(st, SL_STATE_MAP, "sl_map_remove", false, NULL);
     uint8_t *k;
     size_t kn;
     if (rc == 0)
