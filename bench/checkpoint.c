@@ -39,6 +39,7 @@
  * Checkpoints go to $TMPDIR (or /tmp)/sluice-bench-ckpt-<pid>, removed at the end unless
  * --keep. Peak memory is VmHWM (reset before each run through /proc/self/clear_refs).
  */
+#include "bench_common.h"
 #include "core/hash.h"
 #include "sluice.h"
 
@@ -71,19 +72,6 @@ static int64_t clock_ns(clockid_t id)
     struct timespec ts;
     clock_gettime(id, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double now_s(void)
-{
-    return (double)clock_ns(CLOCK_MONOTONIC) / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 /* CPU seconds the whole machine spent busy (all processes), from /proc/stat. */
@@ -672,62 +660,7 @@ static void add_counting_sink(sl_stream *s)
 
 /* ---- (a) word count --------------------------------------------------------------------- */
 
-/* The corpus and the bare loop are bench/word_count.c's. */
-typedef struct corpus {
-    char *text;
-    size_t *line_at;
-    size_t nlines;
-    int64_t nwords;
-} corpus;
-
-static uint64_t rng(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-static void make_word(uint64_t id, char *out, int *len)
-{
-    int n = 0;
-    out[n++] = 'w';
-    do {
-        out[n++] = (char)('a' + id % 26);
-        id /= 26;
-    } while (id);
-    *len = n;
-}
-
-static corpus make_corpus(int64_t nwords, uint64_t vocab)
-{
-    corpus c = {0};
-    size_t cap = (size_t)nwords * 9 + 64;
-    c.text = malloc(cap);
-    c.nlines = (size_t)(nwords + 9) / 10;
-    c.line_at = malloc(sizeof *c.line_at * (c.nlines + 1));
-    uint64_t s = 0x9E3779B97F4A7C15ull;
-    size_t at = 0;
-    int64_t w = 0;
-    for (size_t l = 0; l < c.nlines; l++) {
-        c.line_at[l] = at;
-        for (int k = 0; k < 10 && w < nwords; k++, w++) {
-            double u = (double)(rng(&s) >> 11) / 9007199254740992.0;
-            uint64_t id = (uint64_t)(u * u * (double)vocab);
-            if (id >= vocab)
-                id = vocab - 1;
-            int len;
-            if (k)
-                c.text[at++] = ' ';
-            make_word(id, c.text + at, &len);
-            at += (size_t)len;
-        }
-        c.text[at++] = '\n';
-    }
-    c.line_at[c.nlines] = at;
-    c.nwords = w;
-    return c;
-}
+/* The corpus (bench_common.h) and the bare loop are bench/word_count.c's. */
 
 typedef struct slot {
     uint64_t hash;

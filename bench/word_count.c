@@ -27,6 +27,7 @@
  * --no-baselines runs the engine alone (for perf record); with --mode batch or both the bare
  * loop still runs once, untimed, to count the distinct words the BATCH check needs.
  */
+#include "bench_common.h"
 #include "core/hash.h"
 #include "sluice.h"
 
@@ -38,79 +39,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-
-typedef struct corpus {
-    char *text;      /* all lines, each ended by '\n' */
-    size_t *line_at; /* offset of each line */
-    size_t nlines;
-    int64_t nwords;
-} corpus;
-
-static uint64_t rng(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-static void make_word(uint64_t id, char *out, int *len)
-{
-    /* "w" + base-26 digits: distinct, 2 to 7 letters for a 10 M vocabulary */
-    int n = 0;
-    out[n++] = 'w';
-    do {
-        out[n++] = (char)('a' + id % 26);
-        id /= 26;
-    } while (id);
-    *len = n;
-}
-
-static corpus make_corpus(int64_t nwords, uint64_t vocab)
-{
-    corpus c = {0};
-    size_t cap = (size_t)nwords * 9 + 64;
-    c.text = malloc(cap);
-    c.nlines = (size_t)(nwords + 9) / 10;
-    c.line_at = malloc(sizeof *c.line_at * (c.nlines + 1));
-    uint64_t s = 0x9E3779B97F4A7C15ull;
-    size_t at = 0;
-    int64_t w = 0;
-    for (size_t l = 0; l < c.nlines; l++) {
-        c.line_at[l] = at;
-        for (int k = 0; k < 10 && w < nwords; k++, w++) {
-            /* skew: square a uniform draw so small ids are more frequent */
-            double u = (double)(rng(&s) >> 11) / 9007199254740992.0;
-            uint64_t id = (uint64_t)(u * u * (double)vocab);
-            if (id >= vocab)
-                id = vocab - 1;
-            int len;
-            if (k)
-                c.text[at++] = ' ';
-            make_word(id, c.text + at, &len);
-            at += (size_t)len;
-        }
-        c.text[at++] = '\n';
-    }
-    c.line_at[c.nlines] = at;
-    c.nwords = w;
-    return c;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
 
 /* ---- the bare loop: open addressing, word bytes copied into an arena ---------------- */
 
@@ -253,37 +181,6 @@ typedef struct options {
     int ndefs;
 } options;
 
-/* The checkpoint directory of this process, made on first use, removed at exit. */
-static char checkpoint_dir[64];
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_checkpoint_dir(void)
-{
-    if (checkpoint_dir[0])
-        nftw(checkpoint_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *get_checkpoint_dir(void)
-{
-    if (!checkpoint_dir[0]) {
-        snprintf(checkpoint_dir, sizeof checkpoint_dir, "/tmp/sluice-bench-wc-XXXXXX");
-        if (!mkdtemp(checkpoint_dir)) {
-            perror("bench_word_count: mkdtemp");
-            exit(1);
-        }
-        atexit(remove_checkpoint_dir);
-    }
-    return checkpoint_dir;
-}
-
 static int run_engine(const corpus *c, const options *o, sl_runtime_mode mode, bool checkpoints,
                       double *wall, double *cpu)
 {
@@ -293,7 +190,8 @@ static int run_engine(const corpus *c, const options *o, sl_runtime_mode mode, b
     int argc = 3;
     if (checkpoints) {
         snprintf(interval, sizeof interval, "execution.checkpointing.interval=%s", o->interval);
-        snprintf(dir, sizeof dir, "state.checkpoints.dir=%s", get_checkpoint_dir());
+        snprintf(dir, sizeof dir, "state.checkpoints.dir=%s",
+                 bench_checkpoint_dir("sluice-bench-wc", "bench_word_count: mkdtemp"));
         char *cp[] = {"-D", interval,
                       "-D", dir,
                       "-D", "execution.checkpointing.mode=EXACTLY_ONCE",

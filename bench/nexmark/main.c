@@ -46,6 +46,7 @@
  * empty), for bench/report.sh. --no-baselines runs the listed jobs alone (to profile one:
  * perf record ... --query q0 --no-baselines).
  */
+#include "../bench_common.h"
 #include "hist.h"
 #include "nexmark.h"
 
@@ -94,21 +95,6 @@ typedef struct job {
     double rate;
     int64_t events;
 } job;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
 
 /* ---- the bare loop ------------------------------------------------------------------------ */
 
@@ -232,37 +218,6 @@ static int count_checkpoint_complete(sl_ctx *ctx, int64_t id)
     return 0;
 }
 
-/* The checkpoint directory of this process, made on first use, removed at exit. */
-static char checkpoint_dir[64];
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_checkpoint_dir(void)
-{
-    if (checkpoint_dir[0])
-        nftw(checkpoint_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *get_checkpoint_dir(void)
-{
-    if (!checkpoint_dir[0]) {
-        snprintf(checkpoint_dir, sizeof checkpoint_dir, "/tmp/sluice-bench-nexmark-XXXXXX");
-        if (!mkdtemp(checkpoint_dir)) {
-            perror("bench_nexmark: mkdtemp");
-            exit(1);
-        }
-        atexit(remove_checkpoint_dir);
-    }
-    return checkpoint_dir;
-}
-
 /* Runs one job; returns 0 and its result, or 1. */
 static int run_job(const nexmark_gen *gen, const options *o, const job *j, result *out)
 {
@@ -272,7 +227,8 @@ static int run_job(const nexmark_gen *gen, const options *o, const job *j, resul
     int argc = 3;
     if (j->checkpoints) {
         snprintf(interval, sizeof interval, "execution.checkpointing.interval=%s", o->interval);
-        snprintf(dir, sizeof dir, "state.checkpoints.dir=%s", get_checkpoint_dir());
+        snprintf(dir, sizeof dir, "state.checkpoints.dir=%s",
+                 bench_checkpoint_dir("sluice-bench-nexmark", "bench_nexmark: mkdtemp"));
         char *cp[] = {"-D", interval,
                       "-D", dir,
                       "-D", "execution.checkpointing.mode=EXACTLY_ONCE",
