@@ -31,7 +31,7 @@ struct sl_env {
     owned *owned;
     int nowned;
     struct {
-        void (*fn)(void *, bool);
+        int (*fn)(void *, bool, char *, size_t);
         void *arg;
     } finish[8];
     int nfinish;
@@ -207,7 +207,7 @@ const sl__config *sl__env_config(const sl_env *env)
     return env->config;
 }
 
-int sl__env_on_finish(sl_env *env, void (*fn)(void *arg, bool ok), void *arg)
+int sl__env_on_finish(sl_env *env, int (*fn)(void *arg, bool ok, char *err, size_t cap), void *arg)
 {
     if (env->nfinish == (int)(sizeof env->finish / sizeof env->finish[0]))
         return sl_env_fail(env, SL_ENOMEM, "too many connectors that commit at the end of a job");
@@ -459,11 +459,19 @@ sl_stream *sl__env_add_stream(sl_env *env, sl__node *node)
 
 /* ---- execution ------------------------------------------------------------------------ */
 
-static void run_finish_hooks(void *arg, bool ok)
+static int run_finish_hooks(void *arg, bool ok, char *err, size_t cap)
 {
     sl_env *env = arg;
-    for (int i = 0; i < env->nfinish; i++)
-        env->finish[i].fn(env->finish[i].arg, ok);
+    int rc = 0;
+    for (int i = 0; i < env->nfinish; i++) {
+        char why[1024] = "";
+        int r = env->finish[i].fn(env->finish[i].arg, ok, why, sizeof why);
+        if (r < 0 && rc == 0) {
+            rc = r;
+            snprintf(err, cap, "%s", why);
+        }
+    }
+    return rc;
 }
 
 /* Gives every operator a uid: its own, or one derived from its position and kind, which

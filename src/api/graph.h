@@ -126,8 +126,9 @@ typedef struct sl__job_graph {
     const char *restore_path; /* -s, or NULL */
     bool allow_non_restored;  /* --allow-non-restored-state */
     /* Called once when the job has ended (ok: it finished), before its checkpoints are
-     * deleted; connectors commit their last output there. */
-    void (*on_end)(void *arg, bool ok);
+     * deleted; connectors commit their last output there. Returns 0, or an error with a
+     * message in err (the output could not be committed). */
+    int (*on_end)(void *arg, bool ok, char *err, size_t cap);
     void *on_end_arg;
 } sl__job_graph;
 

@@ -4,6 +4,7 @@
  */
 #include "api/env.h"
 #include "core/alloc.h"
+#include "core/failpoint.h"
 #include "runtime/runtime.h"
 
 #include <dirent.h>
@@ -478,19 +479,29 @@ static int text_close(sl_ctx *ctx)
     return rc;
 }
 
-static void text_finish(void *arg, bool ok)
+/* Commits what the subtasks closed at their end, once the whole job has finished; a file
+ * that cannot be committed is an error (the caller keeps the checkpoints). */
+static int text_finish(void *arg, bool ok, char *err, size_t cap)
 {
     text_cfg *c = arg;
-    char err[1024];
-    if (ok) {
-        for (int i = 0; i < c->nfinish; i++)
-            if (commit_file(c->path, c->at_finish[i].name, err, sizeof err) < 0)
-                fprintf(stderr, "%s\n", err);
-        sync_dir(c->path);
+    int rc = 0;
+    if (ok && sl__failpoint("sink.commit")) {
+        snprintf(err, cap, "file sink: failpoint sink.commit fired committing to '%s'", c->path);
+        rc = SL_EIO;
+    }
+    if (ok && rc == 0) {
+        for (int i = 0; i < c->nfinish && rc == 0; i++)
+            rc = commit_file(c->path, c->at_finish[i].name, err, cap) < 0 ? SL_EIO : 0;
+        if (rc == 0 && sync_dir(c->path) < 0) {
+            snprintf(err, cap, "file sink: cannot sync directory '%s': %s", c->path,
+                     strerror(errno));
+            rc = SL_EIO;
+        }
     }
     for (int i = 0; i < c->nfinish; i++)
         sl__free(c->at_finish[i].name);
     c->nfinish = 0;
+    return rc;
 }
 
 sl_stream *sl_write_text(sl_stream *in, const char *path)

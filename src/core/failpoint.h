@@ -15,7 +15,8 @@
  * checkpoint.async (writing a subtask's state files fails: the checkpoint is declined),
  * checkpoint.notify (a subtask fails in notify_checkpoint_complete), job.before_commit (the
  * process exits with status 137, as under kill -9, after a finished job's final checkpoint
- * and before the output committed at its end).
+ * and before the output committed at its end), sink.commit (the file sink cannot commit
+ * the files it closed at the end of a finished job).
  *
  * In builds without SL_TESTING, sl__failpoint() is a constant false.
  */

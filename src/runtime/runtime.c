@@ -952,9 +952,24 @@ int sl__runtime_run(const sl__job_graph *g, char *err, size_t cap, int *signal_o
         SL_WARN("event=failpoint_exit name=job.before_commit");
         _exit(137);
     }
-    if (g->on_end)
-        g->on_end(g->on_end_arg, how == FINISHED);
-    retention(&rs, how);
+    char why[1024] = "";
+    if (g->on_end && g->on_end(g->on_end_arg, how == FINISHED, why, sizeof why) < 0 &&
+        how == FINISHED) {
+        /* the output is not all visible: keep the checkpoints, whose final one names the
+         * files to commit, so that a restore from it commits them */
+        int64_t ids[1];
+        int n = rs.storage ? sl__storage_retained(rs.storage, ids, 1) : 0;
+        if (n > 0 && strcmp(sl__storage_job_dir(rs.storage), "memory"))
+            snprintf(err, cap,
+                     "the job finished but committing its output failed: %s; its final "
+                     "checkpoint is kept: run the job with -s %s/chk-%lld to commit again",
+                     why, sl__storage_job_dir(rs.storage), (long long)ids[0]);
+        else
+            snprintf(err, cap, "the job finished but committing its output failed: %s", why);
+        rc = SL_EIO;
+    } else {
+        retention(&rs, how);
+    }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sl__coord_destroy(rs.coord);

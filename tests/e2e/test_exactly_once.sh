@@ -27,6 +27,8 @@
 #      job finished and its final checkpoint completed, before the output of the job's end was
 #      committed; -s from the latest checkpoint (the final one) commits it without replaying:
 #      every expected row exactly once.
+#   e. the end-of-job commit fails (failpoint sink.commit): the job exits 1 naming its kept
+#      final checkpoint; -s from it commits: every expected row exactly once.
 #
 # EO_FAILPOINTS and EO_SEED override the failpoint spec and seed; EO_KILL_DELAY_MS the
 # random delay before kill -9.
@@ -312,3 +314,24 @@ check "endcrash: restored run exits 0 (got $rc; $(grep -v 'level=' "$tmp/endcras
 check_seq_never_fired endcrash "$tmp/endcrash.2.err"
 check_exactly_once endcrash "$tmp/endcrash.out"
 check_no_sanitizer_output "$tmp/endcrash.1.err" "$tmp/endcrash.2.err"
+
+# ---- e. the end-of-job commit fails: the checkpoint is kept and a restore commits ------------
+
+rc=0
+SLUICE_FAILPOINTS="sink.commit=n1" SLUICE_LOG_LEVEL=info "$job_bin" -p 2 -- \
+    --out "$tmp/commitfail.out" --checkpoints "$tmp/commitfail.chk" --count "$count" \
+    --keys "$keys" --keyed-parallelism 2 "${pace[@]}" </dev/null >"$tmp/commitfail.1.stdout" \
+    2>"$tmp/commitfail.1.err" || rc=$?
+check "commitfail: the job fails when its output cannot be committed (exit $rc)" test "$rc" -eq 1
+check "commitfail: the error says so and names the kept checkpoint" \
+    grep -qE 'committing its output failed: file sink: failpoint sink.commit fired.*run the job with -s .*/chk-[0-9]+ to commit again' "$tmp/commitfail.1.err"
+kept=$(grep -oE 'with -s [^ ]+/chk-[0-9]+' "$tmp/commitfail.1.err" | head -1 | cut -d' ' -f3)
+check "commitfail: the named checkpoint exists ($kept)" test -f "$kept/_metadata"
+rc=0
+SLUICE_LOG_LEVEL=info "$job_bin" -s "$kept" -p 2 -- --out "$tmp/commitfail.out" \
+    --checkpoints "$tmp/commitfail.chk" --count "$count" --keys "$keys" --keyed-parallelism 2 \
+    "${pace[@]}" </dev/null >"$tmp/commitfail.2.stdout" 2>"$tmp/commitfail.2.err" || rc=$?
+check "commitfail: restored run exits 0 (got $rc; $(grep -v 'level=' "$tmp/commitfail.2.err" | tail -c 300))" \
+    test "$rc" -eq 0
+check_exactly_once commitfail "$tmp/commitfail.out"
+check_no_sanitizer_output "$tmp/commitfail.1.err" "$tmp/commitfail.2.err"
