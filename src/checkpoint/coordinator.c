@@ -203,9 +203,17 @@ static int complete(sl__coordinator *c, pending *p, int64_t now_ms, char *err, s
     m.noperators = n;
     m.operators = ops;
     int rc = sl__storage_complete(c->st, &m, err, cap);
-    uint64_t size = 0;
-    for (int i = 0; i < p->nops; i++)
-        size += p->ops[i].state.file_size;
+    /* full size, and what this checkpoint stored (less with incremental snapshots) */
+    uint64_t size = 0, stored = 0;
+    for (int i = 0; i < p->nops; i++) {
+        const sl__subtask_state *ss = &p->ops[i].state;
+        size += ss->file_size;
+        stored += ss->file_size;
+        for (int f = 0; f < ss->nfiles; f++) {
+            size += ss->files[f].size;
+            stored += ss->files[f].stored ? ss->files[f].size : 0;
+        }
+    }
     for (int k = 0; k < n; k++)
         sl__free(ops[k].subtasks);
     sl__free(ops);
@@ -214,11 +222,12 @@ static int complete(sl__coordinator *c, pending *p, int64_t now_ms, char *err, s
         c->stats.last_completed_id = p->id;
         c->stats.last_duration_ms = m.duration_ms;
         c->stats.last_size_bytes = (int64_t)size;
+        c->stats.last_stored_bytes = (int64_t)stored;
         c->stats.last_sync_pause_us = p->max_sync_us;
         SL_INFO("event=checkpoint_completed id=%lld duration_ms=%lld size_bytes=%llu "
-                "sync_pause_max_us=%lld",
+                "stored_bytes=%llu sync_pause_max_us=%lld",
                 (long long)p->id, (long long)m.duration_ms, (unsigned long long)size,
-                (long long)p->max_sync_us);
+                (unsigned long long)stored, (long long)p->max_sync_us);
     }
     return rc;
 }

@@ -85,6 +85,7 @@ int sl__coord_pending_ids(const sl__coordinator *c, int64_t *ids, int cap);
 typedef struct sl__coord_stats {
     int64_t completed, failed, last_completed_id;
     int64_t last_duration_ms, last_size_bytes;
+    int64_t last_stored_bytes;  /* of last_size_bytes, what that checkpoint stored itself */
     int64_t last_sync_pause_us; /* largest synchronous pause of any task */
 } sl__coord_stats;
 void sl__coord_stats_get(const sl__coordinator *c, sl__coord_stats *out);

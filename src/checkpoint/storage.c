@@ -46,7 +46,9 @@
 
 /* ---- format constants (docs/checkpoint-format.md) ------------------------------------- */
 
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 1 /* of state files */
+/* of _metadata: 2 added the database files of incremental snapshots; 1 is still read */
+#define META_VERSION 2
 #define KIND_STATE 1 /* "SLST": one operator subtask's state */
 #define KIND_META 2  /* "SLMD": a checkpoint's _metadata */
 #define HEAD_SIZE 8  /* magic, version, kind: the same in every version */
@@ -61,6 +63,7 @@
 #define MAX_KEY_GROUPS 32768       /* pipeline.max-parallelism's upper bound */
 #define MAX_NAME_LEN (1u << 16)    /* uids and operator names */
 #define MAX_FILE_LEN 1024          /* a state file name in the metadata */
+#define MAX_DB_FILES (1 << 20)     /* database files of one subtask's incremental snapshot */
 #define MAX_JOB_ID_LEN 128         /* job ids are directory names */
 #define MAX_META_SIZE (1ull << 30) /* far above any real _metadata; bounds a bogus read */
 #define WRITE_BUF_SIZE (64 * 1024)
@@ -439,6 +442,15 @@ typedef struct retained_ckpt {
     bool savepoint; /* never deleted by the storage */
 } retained_ckpt;
 
+/* A file in shared/ and the checkpoints that reference it (completed and retained, or in
+ * progress): deleted when the last reference goes. */
+typedef struct shared_ref {
+    char *name;
+    uint64_t size, checksum;
+    int64_t *ids;
+    int nids, cap_ids;
+} shared_ref;
+
 /* A checkpoint that writers have touched or that was aborted, until a checkpoint with an
  * id at least as high completes. */
 typedef struct open_ckpt {
@@ -461,6 +473,8 @@ struct sl__storage {
     int nopen, cap_open;
     mem_file *files;
     int nfiles, cap_files;
+    shared_ref *shared; /* shared/ files and their references */
+    int nshared, cap_shared;
 };
 
 static void lock(const sl__storage *st)
@@ -473,6 +487,20 @@ static void unlock(const sl__storage *st)
     pthread_mutex_unlock((pthread_mutex_t *)&st->mu);
 }
 
+/* Room for one more element in arr (n used of *cap, each size bytes; first capacity first,
+ * then doubling): arr itself, or the reallocated array (*cap updated), or NULL on out of
+ * memory with arr unchanged. */
+static void *grow(void *arr, int *cap, int n, size_t size, int first)
+{
+    if (n < *cap)
+        return arr;
+    int ncap = *cap ? *cap * 2 : first;
+    void *p = sl__realloc(arr, size * (size_t)ncap);
+    if (p)
+        *cap = ncap;
+    return p;
+}
+
 /* Under st->mu. Finds (or, with create, adds) the open entry of id; NULL on out of memory
  * or when absent. */
 static open_ckpt *open_entry(sl__storage *st, int64_t id, bool create)
@@ -482,14 +510,10 @@ static open_ckpt *open_entry(sl__storage *st, int64_t id, bool create)
             return &st->open[i];
     if (!create)
         return NULL;
-    if (st->nopen == st->cap_open) {
-        int ncap = st->cap_open ? st->cap_open * 2 : 8;
-        open_ckpt *o = sl__realloc(st->open, sizeof *o * (size_t)ncap);
-        if (!o)
-            return NULL;
-        st->open = o;
-        st->cap_open = ncap;
-    }
+    open_ckpt *grown = grow(st->open, &st->cap_open, st->nopen, sizeof *st->open, 8);
+    if (!grown)
+        return NULL;
+    st->open = grown;
     open_ckpt *o = &st->open[st->nopen++];
     *o = (open_ckpt){.id = id};
     return o;
@@ -522,14 +546,10 @@ static int mem_put(sl__storage *st, const char *name, uint8_t *data, size_t len)
         f->len = len;
         return 0;
     }
-    if (st->nfiles == st->cap_files) {
-        int ncap = st->cap_files ? st->cap_files * 2 : 16;
-        mem_file *n = sl__realloc(st->files, sizeof *n * (size_t)ncap);
-        if (!n)
-            return SL_ENOMEM;
-        st->files = n;
-        st->cap_files = ncap;
-    }
+    void *grown = grow(st->files, &st->cap_files, st->nfiles, sizeof *st->files, 16);
+    if (!grown)
+        return SL_ENOMEM;
+    st->files = grown;
     char *nm = sl__strdup(name);
     if (!nm)
         return SL_ENOMEM;
@@ -551,6 +571,98 @@ static void mem_remove_checkpoint(sl__storage *st, int64_t id)
             i++;
         }
     }
+}
+
+/* ---- shared files and their references (incremental checkpoints), under st->mu ------- */
+
+static shared_ref *shared_find(sl__storage *st, const char *name)
+{
+    for (int i = 0; i < st->nshared; i++)
+        if (!strcmp(st->shared[i].name, name))
+            return &st->shared[i];
+    return NULL;
+}
+
+/* Adds a reference of checkpoint id to shared file name (a new entry when unknown).
+ * 0 or SL_ENOMEM. */
+static int shared_ref_add(sl__storage *st, const char *name, uint64_t size, uint64_t checksum,
+                          int64_t id)
+{
+    shared_ref *r = shared_find(st, name);
+    if (!r) {
+        void *grown = grow(st->shared, &st->cap_shared, st->nshared, sizeof *st->shared, 64);
+        if (!grown)
+            return SL_ENOMEM;
+        st->shared = grown;
+        char *nm = sl__strdup(name);
+        if (!nm)
+            return SL_ENOMEM;
+        r = &st->shared[st->nshared++];
+        *r = (shared_ref){.name = nm, .size = size, .checksum = checksum};
+    }
+    for (int i = 0; i < r->nids; i++)
+        if (r->ids[i] == id)
+            return 0;
+    void *grown = grow(r->ids, &r->cap_ids, r->nids, sizeof *r->ids, 4);
+    if (!grown)
+        return SL_ENOMEM;
+    r->ids = grown;
+    r->ids[r->nids++] = id;
+    return 0;
+}
+
+/* Drops every reference of checkpoint id (all ids when id is -1) and deletes the shared
+ * files left without one. */
+static void shared_drop(sl__storage *st, int64_t id)
+{
+    for (int i = 0; i < st->nshared;) {
+        shared_ref *r = &st->shared[i];
+        for (int k = 0; k < r->nids;)
+            if (id < 0 || r->ids[k] == id)
+                r->ids[k] = r->ids[--r->nids];
+            else
+                k++;
+        if (r->nids) {
+            i++;
+            continue;
+        }
+        if (st->memory) {
+            char key[MAX_FILE_LEN + 16];
+            snprintf(key, sizeof key, "shared/%s", r->name);
+            mem_file *f = mem_find(st, key);
+            if (f) {
+                sl__free(f->name);
+                sl__free(f->data);
+                *f = st->files[--st->nfiles];
+            }
+        } else {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/shared/%s", st->job_dir, r->name);
+            if (unlink(path) < 0 && errno != ENOENT)
+                SL_WARN("event=shared_file_delete_failed path=%s error=\"%s\"", path,
+                        strerror(errno));
+            else
+                SL_DEBUG("event=shared_file_deleted path=%s", path);
+        }
+        sl__free(r->name);
+        sl__free(r->ids);
+        *r = st->shared[--st->nshared];
+    }
+}
+
+/* Registers the shared files that checkpoint m (retained, found at creation) references. */
+static void shared_register(sl__storage *st, const sl__checkpoint_meta *m)
+{
+    for (int i = 0; i < m->noperators; i++)
+        for (int s = 0; s < m->operators[i].parallelism; s++) {
+            const sl__subtask_state *ss = &m->operators[i].subtasks[s];
+            for (int f = 0; f < ss->nfiles; f++)
+                if (!strncmp(ss->files[f].path, "../shared/", 10) &&
+                    shared_ref_add(st, ss->files[f].path + 10, ss->files[f].size,
+                                   ss->files[f].checksum, m->id) < 0)
+                    SL_WARN("event=shared_file_unregistered file=%s reason=\"out of memory\"",
+                            ss->files[f].path);
+        }
 }
 
 static char *chk_dir(const sl__storage *st, int64_t id)
@@ -579,14 +691,10 @@ static int cmp_retained_desc(const void *a, const void *b)
 
 static int retained_push(sl__storage *st, int64_t id, bool savepoint)
 {
-    if (st->nretained == st->cap_retained) {
-        int ncap = st->cap_retained ? st->cap_retained * 2 : 8;
-        retained_ckpt *r = sl__realloc(st->retained, sizeof *r * (size_t)ncap);
-        if (!r)
-            return SL_ENOMEM;
-        st->retained = r;
-        st->cap_retained = ncap;
-    }
+    void *grown = grow(st->retained, &st->cap_retained, st->nretained, sizeof *st->retained, 8);
+    if (!grown)
+        return SL_ENOMEM;
+    st->retained = grown;
     st->retained[st->nretained++] = (retained_ckpt){.id = id, .savepoint = savepoint};
     return 0;
 }
@@ -716,9 +824,21 @@ sl__storage *sl__storage_create(const char *dir, const char *job_id, int num_ret
         sl__storage_destroy(st);
         return NULL;
     }
+    for (int i = 0; i < st->nretained; i++) {
+        char cerr[512];
+        sl__checkpoint_meta *m = NULL;
+        char *dir = chk_dir(st, st->retained[i].id);
+        if (dir && sl__checkpoint_load(st, dir, -1, &m, cerr, sizeof cerr) == 0)
+            shared_register(st, m);
+        else
+            SL_WARN("event=checkpoint_unreadable dir=%s error=\"%s\"", dir ? dir : "?",
+                    dir ? cerr : "out of memory");
+        sl__checkpoint_meta_free(m);
+        sl__free(dir);
+    }
     if (st->nretained)
-        SL_INFO("event=checkpoints_found dir=%s count=%d latest=%" PRId64, st->job_dir,
-                st->nretained, st->newest);
+        SL_INFO("event=checkpoints_found dir=%s count=%d latest=%" PRId64 " shared_files=%d",
+                st->job_dir, st->nretained, st->newest, st->nshared);
     return st;
 
 nomem:
@@ -736,6 +856,11 @@ void sl__storage_destroy(sl__storage *st)
         sl__free(st->files[i].data);
     }
     sl__free(st->files);
+    for (int i = 0; i < st->nshared; i++) {
+        sl__free(st->shared[i].name);
+        sl__free(st->shared[i].ids);
+    }
+    sl__free(st->shared);
     sl__free(st->open);
     sl__free(st->retained);
     sl__free(st->job_dir);
@@ -748,6 +873,11 @@ void sl__storage_destroy(sl__storage *st)
 const char *sl__storage_job_dir(const sl__storage *st)
 {
     return st->job_dir;
+}
+
+const char *sl__storage_job_id(const sl__storage *st)
+{
+    return st->job_id;
 }
 
 /* ---- state writer --------------------------------------------------------------------- */
@@ -1190,8 +1320,459 @@ void sl__subtask_state_free(sl__subtask_state *s)
         return;
     sl__free(s->file);
     sl__free(s->kg_offset);
+    for (int i = 0; i < s->nfiles; i++) {
+        sl__free(s->files[i].name);
+        sl__free(s->files[i].path);
+    }
+    sl__free(s->files);
     s->file = NULL;
     s->kg_offset = NULL;
+    s->files = NULL;
+    s->nfiles = 0;
+}
+
+/* The directory of checkpoint chk: itself when a directory, else the file's directory. */
+static char *resolve_chk_dir(const char *chk)
+{
+    const char *p = strip_uri(chk);
+    if (!p)
+        return NULL;
+    if (is_dir(p))
+        return sl__strdup(p);
+    const char *slash = strrchr(p, '/');
+    if (!slash)
+        return sl__strdup(".");
+    return sl__strndup(p, slash == p ? 1 : (size_t)(slash - p));
+}
+
+/* ---- database files of incremental snapshots ------------------------------------------- */
+
+/* May files still be stored for checkpoint id? Under st->mu. */
+static bool accepting(sl__storage *st, int64_t id)
+{
+    open_ckpt *o = open_entry(st, id, false);
+    return !(o && o->aborted) && id > st->newest;
+}
+
+/* Reads fd in to its end, hashing what it reads (XXH3-64) and writing it to out unless out
+ * is -1. 0 or -errno; *read_failed tells which side failed. */
+static int pump(int in, int out, uint64_t *size, uint64_t *sum, bool *read_failed)
+{
+    *read_failed = false;
+    uint8_t *buf = sl__malloc(1 << 20);
+    XXH3_state_t *xx = XXH3_createState();
+    int rc = buf && xx ? 0 : -ENOMEM;
+    if (xx)
+        XXH3_64bits_reset(xx);
+    uint64_t n = 0;
+    while (rc == 0) {
+        ssize_t r = read(in, buf, 1 << 20);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = -errno;
+            *read_failed = true;
+        }
+        if (r <= 0)
+            break;
+        XXH3_64bits_update(xx, buf, (size_t)r);
+        n += (uint64_t)r;
+        if (out >= 0)
+            rc = write_all(out, buf, (size_t)r);
+    }
+    if (rc == 0) {
+        *size = n;
+        *sum = XXH3_64bits_digest(xx);
+    }
+    XXH3_freeState(xx);
+    sl__free(buf);
+    return rc;
+}
+
+/* Copies src into the new file dst (disk) through the file operations, hashing what it
+ * copies, then fsyncs. 0 or -errno; *src_side tells whether reading src failed. */
+static int copy_file(const char *src, const char *dst, uint64_t *size, uint64_t *sum,
+                     bool *src_side)
+{
+    const sl__file_ops *ops = sl__file_ops_current;
+    *src_side = true;
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -errno;
+    *src_side = false;
+    int out = ops->open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        int e = errno;
+        close(in);
+        return -e;
+    }
+    int rc = pump(in, out, size, sum, src_side);
+    if (rc == 0 && ops->fsync(out) < 0)
+        rc = -errno;
+    if (ops->close(out) < 0 && rc == 0)
+        rc = -errno;
+    close(in);
+    if (rc < 0)
+        unlink(dst);
+    return rc;
+}
+
+/* Reads the file at path whole (memory storage: its bytes are kept). */
+static int slurp(const char *path, uint8_t **data, size_t *len)
+{
+    return read_file(path, UINT64_MAX / 2, data, len);
+}
+
+/* Stores one file of the snapshot (directory dir) as rel ("shared/<x>" or
+ * "chk-<id>/<x>"), filling size and checksum. Refused once id was aborted or subsumed. */
+static int store_file(sl__storage *st, int64_t id, const char *dir, const char *name,
+                      const char *rel, bool shared, uint64_t *size, uint64_t *sum, char *err,
+                      size_t cap)
+{
+    DECL_OSERR;
+    char src[PATH_MAX];
+    snprintf(src, sizeof src, "%s/%s", dir, name);
+    if (st->memory) {
+        uint8_t *data;
+        size_t len;
+        int r = slurp(src, &data, &len);
+        if (r < 0) {
+            seterr(err, cap, "cannot read %s: %s", src, OSERR(-r));
+            return r == -ENOMEM ? SL_ENOMEM : SL_EIO;
+        }
+        *size = len;
+        *sum = XXH3_64bits(data, len);
+        lock(st);
+        int rc = accepting(st, id) ? mem_put(st, rel, data, len) : SL_ECANCELED;
+        unlock(st);
+        if (rc < 0) {
+            sl__free(data);
+            if (rc == SL_ECANCELED)
+                seterr(err, cap, "checkpoint %" PRId64 " was aborted; memory:%s not stored", id,
+                       rel);
+            else
+                seterr(err, cap, "out of memory storing memory:%s", rel);
+        }
+        return rc;
+    }
+    char dst[PATH_MAX];
+    snprintf(dst, sizeof dst, "%s/%s", st->job_dir, rel);
+    /* the checkpoint's directory is made (or the copy refused) under the lock, as for state
+     * files, so nothing is created in a directory an abort removed */
+    int rc = 0;
+    lock(st);
+    open_ckpt *o = open_entry(st, id, true);
+    if (!o) {
+        rc = SL_ENOMEM;
+        seterr(err, cap, "out of memory storing %s", dst);
+    } else if (!accepting(st, id)) {
+        rc = SL_ECANCELED;
+        seterr(err, cap, "checkpoint %" PRId64 " was aborted or subsumed; %s not written", id, dst);
+    } else if (!shared && !o->dir_made) {
+        char *cd = chk_dir(st, id);
+        if (cd && is_dir(cd) && remove_tree(cd) < 0)
+            SL_WARN("event=stale_checkpoint_dir dir=%s action=\"could not remove\"", cd);
+        int r = cd ? make_dir(cd) : -ENOMEM;
+        if (r < 0) {
+            rc = r == -ENOMEM ? SL_ENOMEM : SL_EIO;
+            seterr(err, cap, "cannot create checkpoint directory %s: %s", cd ? cd : "?", OSERR(-r));
+        } else {
+            o->dir_made = true;
+        }
+        sl__free(cd);
+    }
+    unlock(st);
+    if (rc < 0)
+        return rc;
+    bool src_side;
+    int r = copy_file(src, dst, size, sum, &src_side);
+    if (r < 0) {
+        seterr(err, cap, "cannot %s %s: %s", src_side ? "read" : "write", src_side ? src : dst,
+               OSERR(-r));
+        return r == -ENOMEM ? SL_ENOMEM : SL_EIO;
+    }
+    return 0;
+}
+
+int sl__storage_put_db_files(sl__storage *st, int64_t id, const char *uid, int subtask,
+                             sl__keyed_snapshot *snap, sl__subtask_state *out, char *err,
+                             size_t cap)
+{
+    const char *dir;
+    const sl__snapshot_file *files;
+    size_t n;
+    if (!st || id < 0 || !uid || !sl__keyed_snapshot_files(snap, &dir, &files, &n) ||
+        n > MAX_DB_FILES) {
+        seterr(err, cap, "invalid arguments storing database files for checkpoint %" PRId64, id);
+        return SL_EINVAL;
+    }
+    /* names: "<uid>-<subtask>-<id>-<file>" in shared/ (unique: a database file's name is
+     * unique within one database, and a subtask's database lives within one checkpoint
+     * id range), "<uid>-<subtask>.<file>" in chk-<id>/ */
+    char *prefix = state_file_name(uid, subtask); /* "<uid>-<subtask>.state" */
+    sl__db_file *df = sl__calloc(n ? n : 1, sizeof *df);
+    if (!prefix || !df) {
+        sl__free(prefix);
+        sl__free(df);
+        seterr(err, cap, "out of memory storing database files for checkpoint %" PRId64, id);
+        return SL_ENOMEM;
+    }
+    prefix[strlen(prefix) - 6] = 0; /* drop ".state" */
+    int rc = 0;
+    size_t nf = 0;
+    uint64_t stored = 0, reused = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const sl__snapshot_file *f = &files[i];
+        sl__db_file *d = &df[nf];
+        if (!valid_component(f->name)) {
+            seterr(err, cap, "database file \"%s\" in %s has a name Sluice cannot store", f->name,
+                   dir);
+            rc = SL_EINVAL;
+            break;
+        }
+        d->name = sl__strdup(f->name);
+        if (!d->name) {
+            rc = SL_ENOMEM;
+            seterr(err, cap, "out of memory storing database files");
+            break;
+        }
+        nf++;
+        if (f->immutable && f->uploaded) {
+            /* stored before: reference it again if storage still holds it */
+            lock(st);
+            shared_ref *r = shared_find(st, f->uploaded);
+            if (r && !accepting(st, id)) {
+                rc = SL_ECANCELED;
+            } else if (r && r->size == f->size) {
+                rc = shared_ref_add(st, f->uploaded, r->size, r->checksum, id);
+                d->size = r->size;
+                d->checksum = r->checksum;
+                d->path = rc == 0 ? path_fmt("../shared/%s", f->uploaded) : NULL;
+                if (rc == 0 && !d->path)
+                    rc = SL_ENOMEM;
+            }
+            unlock(st);
+            if (rc == SL_ECANCELED)
+                seterr(err, cap, "checkpoint %" PRId64 " was aborted or subsumed", id);
+            else if (rc < 0)
+                seterr(err, cap, "out of memory storing database files");
+            if (d->path) {
+                reused += d->size;
+                continue;
+            }
+            if (rc < 0)
+                break;
+        }
+        char *stored_as = f->immutable ? path_fmt("%s-%" PRId64 "-%s", prefix, id, f->name)
+                                       : path_fmt("%s.%s", prefix, f->name);
+        char *rel = !stored_as     ? NULL
+                    : f->immutable ? path_fmt("shared/%s", stored_as)
+                                   : path_fmt("chk-%" PRId64 "/%s", id, stored_as);
+        if (!rel || strlen(stored_as) > MAX_FILE_LEN - 16) {
+            rc = rel ? SL_EINVAL : SL_ENOMEM;
+            seterr(err, cap, "cannot name database file %s for storage", f->name);
+        } else {
+            rc = store_file(st, id, dir, f->name, rel, f->immutable, &d->size, &d->checksum, err,
+                            cap);
+        }
+        if (rc == 0 && f->immutable) {
+            lock(st);
+            rc = accepting(st, id) ? shared_ref_add(st, stored_as, d->size, d->checksum, id)
+                                   : SL_ECANCELED;
+            if (rc < 0) {
+                /* not registered, so no abort would delete it */
+                char path[PATH_MAX];
+                snprintf(path, sizeof path, "%s/%s", st->job_dir, rel);
+                if (st->memory) {
+                    mem_file *mf = mem_find(st, rel);
+                    if (mf) {
+                        sl__free(mf->name);
+                        sl__free(mf->data);
+                        *mf = st->files[--st->nfiles];
+                    }
+                } else {
+                    unlink(path);
+                }
+                seterr(err, cap,
+                       rc == SL_ECANCELED ? "checkpoint %" PRId64 " was aborted"
+                                          : "out of memory (checkpoint %" PRId64 ")",
+                       id);
+            }
+            unlock(st);
+            if (rc == 0)
+                sl__keyed_snapshot_set_uploaded(snap, f->name, stored_as);
+        }
+        if (rc == 0) {
+            d->path = f->immutable ? path_fmt("../shared/%s", stored_as) : sl__strdup(stored_as);
+            if (!d->path) {
+                rc = SL_ENOMEM;
+                seterr(err, cap, "out of memory storing database files");
+            }
+            stored += d->size;
+            d->stored = true;
+        }
+        sl__free(stored_as);
+        sl__free(rel);
+    }
+    sl__free(prefix);
+    if (rc < 0) {
+        for (size_t i = 0; i < nf; i++) {
+            sl__free(df[i].name);
+            sl__free(df[i].path);
+        }
+        sl__free(df);
+        return rc;
+    }
+    out->files = df;
+    out->nfiles = (int)nf;
+    SL_INFO("event=db_files_stored id=%" PRId64 " uid=%s subtask=%d files=%zu stored_bytes=%" PRIu64
+            " reused_bytes=%" PRIu64,
+            id, uid, subtask, nf, stored, reused);
+    return 0;
+}
+
+/* Checks the bytes of one fetched file against its metadata entry. */
+static int check_fetched(const sl__db_file *f, const char *label, uint64_t size, uint64_t sum,
+                         char *err, size_t cap)
+{
+    if (size != f->size) {
+        seterr(err, cap,
+               "%s has %" PRIu64 " bytes but the checkpoint metadata records %" PRIu64
+               ": the file was truncated or replaced",
+               label, size, f->size);
+        return SL_EFORMAT;
+    }
+    if (sum != f->checksum) {
+        seterr(err, cap, "checksum mismatch in %s: the file is corrupt", label);
+        return SL_EFORMAT;
+    }
+    return 0;
+}
+
+/* XXH3 and size of a whole file. 0 or -errno. */
+static int hash_file(const char *path, uint64_t *size, uint64_t *sum)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    bool read_failed;
+    int rc = pump(fd, -1, size, sum, &read_failed);
+    close(fd);
+    return rc;
+}
+
+int sl__storage_fetch_db_files(sl__storage *st, const char *chk, int64_t id,
+                               const sl__subtask_state *s, const char *dir, char *err, size_t cap)
+{
+    DECL_OSERR;
+    bool memory = !chk && st && st->memory;
+    char *cdir = NULL;
+    if (!memory) {
+        if (chk && !strip_uri(chk)) {
+            seterr(err, cap, "%s is not a checkpoint: expected a local path or file:///path URI",
+                   chk);
+            return SL_ENOTFOUND;
+        }
+        cdir = chk ? resolve_chk_dir(chk) : (st && id >= 0 ? chk_dir(st, id) : NULL);
+        if (!cdir) {
+            seterr(err, cap, "no checkpoint given for database files");
+            return SL_EINVAL;
+        }
+    }
+    int rc = 0;
+    for (int i = 0; i < s->nfiles && rc == 0; i++) {
+        const sl__db_file *f = &s->files[i];
+        char dst[PATH_MAX], src[PATH_MAX];
+        snprintf(dst, sizeof dst, "%s/%s", dir, f->name);
+        uint64_t size = 0, sum = 0;
+        if (memory) {
+            char key[2 * MAX_FILE_LEN];
+            if (!strncmp(f->path, "../", 3))
+                snprintf(key, sizeof key, "%s", f->path + 3);
+            else
+                snprintf(key, sizeof key, "chk-%" PRId64 "/%s", id, f->path);
+            snprintf(src, sizeof src, "memory:%s", key);
+            lock(st);
+            mem_file *mf = mem_find(st, key);
+            int r = -ENOENT;
+            if (mf) {
+                int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                r = fd < 0 ? -errno : write_all(fd, mf->data, mf->len);
+                if (fd >= 0)
+                    close(fd);
+                size = mf->len;
+                sum = XXH3_64bits(mf->data, mf->len);
+            }
+            unlock(st);
+            if (r == -ENOENT && !mf) {
+                seterr(err, cap, "database file %s is missing: the checkpoint is incomplete", src);
+                rc = SL_EFORMAT;
+            } else if (r < 0) {
+                seterr(err, cap, "cannot write %s: %s", dst, OSERR(-r));
+                rc = SL_EIO;
+            }
+        } else {
+            snprintf(src, sizeof src, "%s/%s", cdir, f->path);
+            /* immutable shared files are linked (RocksDB only reads them), the rest copied */
+            bool linked = !strncmp(f->path, "../shared/", 10) && link(src, dst) == 0;
+            int r;
+            bool src_side = true;
+            if (linked)
+                r = hash_file(dst, &size, &sum);
+            else
+                r = copy_file(src, dst, &size, &sum, &src_side);
+            if (r == -ENOENT && src_side) {
+                seterr(err, cap, "database file %s is missing: the checkpoint is incomplete", src);
+                rc = SL_EFORMAT;
+            } else if (r < 0) {
+                seterr(err, cap, "cannot %s %s: %s", src_side ? "read" : "write",
+                       src_side ? src : dst, OSERR(-r));
+                rc = r == -ENOMEM ? SL_ENOMEM : SL_EIO;
+            }
+        }
+        if (rc == 0)
+            rc = check_fetched(f, src, size, sum, err, cap);
+    }
+    sl__free(cdir);
+    return rc;
+}
+
+int sl__storage_check_db_files(const char *chk, const sl__subtask_state *s, char *err, size_t cap)
+{
+    DECL_OSERR;
+    char *cdir = chk && strip_uri(chk) ? resolve_chk_dir(chk) : NULL;
+    if (!cdir) {
+        seterr(err, cap, "%s is not a checkpoint: expected a local path or file:///path URI",
+               chk ? chk : "(null)");
+        return SL_ENOTFOUND;
+    }
+    int rc = 0;
+    for (int i = 0; i < s->nfiles && rc == 0; i++) {
+        char src[PATH_MAX];
+        snprintf(src, sizeof src, "%s/%s", cdir, s->files[i].path);
+        uint64_t size = 0, sum = 0;
+        int r = hash_file(src, &size, &sum);
+        if (r == -ENOENT) {
+            seterr(err, cap, "database file %s is missing: the checkpoint is incomplete", src);
+            rc = SL_EFORMAT;
+        } else if (r < 0) {
+            seterr(err, cap, "cannot read %s: %s", src, OSERR(-r));
+            rc = r == -ENOMEM ? SL_ENOMEM : SL_EIO;
+        } else {
+            rc = check_fetched(&s->files[i], src, size, sum, err, cap);
+        }
+    }
+    sl__free(cdir);
+    return rc;
+}
+
+int sl__storage_shared_refs(sl__storage *st, const char *name)
+{
+    lock(st);
+    shared_ref *r = shared_find(st, name);
+    int n = r ? r->nids : 0;
+    unlock(st);
+    return n;
 }
 
 /* ---- metadata: checks, encoding, decoding --------------------------------------------- */
@@ -1333,6 +1914,27 @@ static int meta_check(const sl__checkpoint_meta *m, char *why, size_t cap)
                 if (rc == 0 && strncmp(ss->file, "../", 3))
                     files[nf++] = ss->file;
             }
+            if (rc == 0 && ss->nfiles && (n == 0 || !*ss->file || !ss->files))
+                rc = -1, seterr(why, cap,
+                                "operator \"%s\" subtask %d lists database files without a "
+                                "state file and key groups",
+                                o->uid, s);
+            for (int f = 0; f < ss->nfiles && rc == 0; f++) {
+                const sl__db_file *df = &ss->files[f];
+                if (!df->name || !df->path || !valid_component(df->name) || !*df->path ||
+                    !valid_state_file(df->path) || !strncmp(df->path, "../taskowned/", 13))
+                    rc = -1, seterr(why, cap,
+                                    "operator \"%s\" subtask %d: invalid database file \"%s\" "
+                                    "stored as \"%s\"",
+                                    o->uid, s, df->name ? df->name : "(null)",
+                                    df->path ? df->path : "(null)");
+                for (int g = 0; g < f && rc == 0; g++)
+                    if (!strcmp(ss->files[g].name, df->name))
+                        rc = -1, seterr(why, cap,
+                                        "operator \"%s\" subtask %d lists database file \"%s\" "
+                                        "twice",
+                                        o->uid, s, df->name);
+            }
             if (keyed)
                 expect = ss->kg_end;
         }
@@ -1396,7 +1998,7 @@ static void meta_encode(const sl__checkpoint_meta *m, enc *e)
 {
     uint8_t h[HEAD_SIZE];
     memcpy(h, META_MAGIC, 4);
-    put_u16(h + 4, FORMAT_VERSION);
+    put_u16(h + 4, META_VERSION);
     put_u16(h + 6, KIND_META);
     enc_bytes(e, h, sizeof h);
     enc_u32(e, m->savepoint ? META_FLAG_SAVEPOINT : 0);
@@ -1424,6 +2026,13 @@ static void meta_encode(const sl__checkpoint_meta *m, enc *e)
                 enc_u64(e, ss->kg_offset ? ss->kg_offset[k] : 0);
             enc_u64(e, ss->op_offset);
             enc_u64(e, ss->op_length);
+            enc_u32(e, (uint32_t)ss->nfiles);
+            for (int f = 0; f < ss->nfiles; f++) {
+                enc_str(e, ss->files[f].name);
+                enc_str(e, ss->files[f].path);
+                enc_u64(e, ss->files[f].size);
+                enc_u64(e, ss->files[f].checksum);
+            }
         }
     }
     enc_u64(e, e->b.len + TRAILER_SIZE);
@@ -1520,6 +2129,7 @@ static sl__checkpoint_meta *meta_decode(dec *d)
         d->rc = SL_ENOMEM;
         return NULL;
     }
+    int version = get_u16(d->start + 4);
     d->p = d->start + HEAD_SIZE;
     uint32_t flags = dec_u32(d, "the flags");
     if (!d->rc && (flags & ~META_FLAG_SAVEPOINT)) {
@@ -1595,6 +2205,32 @@ static sl__checkpoint_meta *meta_decode(dec *d)
                 ss->kg_offset[k] = dec_u64(d, "key-group offsets");
             ss->op_offset = dec_u64(d, "an operator state offset");
             ss->op_length = dec_u64(d, "an operator state length");
+            if (version < 2)
+                continue;
+            /* a file entry takes at least 24 bytes */
+            int nf = dec_int(d, "a database file count", 0, MAX_DB_FILES);
+            if (d->rc || (size_t)nf > (size_t)(d->end - d->p) / 24) {
+                if (!d->rc) {
+                    d->rc = -1;
+                    snprintf(d->why, sizeof d->why,
+                             "operator \"%s\" subtask %d lists %d database files, more than "
+                             "the file can hold",
+                             o->uid, s, nf);
+                }
+                break;
+            }
+            if (nf && !(ss->files = sl__calloc((size_t)nf, sizeof *ss->files))) {
+                d->rc = SL_ENOMEM;
+                break;
+            }
+            for (int f = 0; f < nf && !d->rc; f++) {
+                sl__db_file *df = &ss->files[f];
+                ss->nfiles = f + 1;
+                df->name = dec_str(d, MAX_FILE_LEN, "a database file name");
+                df->path = dec_str(d, MAX_FILE_LEN, "a database file path");
+                df->size = dec_u64(d, "a database file size");
+                df->checksum = dec_u64(d, "a database file checksum");
+            }
         }
     }
     if (!d->rc && d->p != d->end) {
@@ -1626,8 +2262,8 @@ void sl__checkpoint_meta_free(sl__checkpoint_meta *m)
 /* Checks head and trailer of a file's bytes. kind_name is "checkpoint metadata" or "state";
  * label names the file. Returns 0 or SL_EFORMAT with the message. */
 static int check_envelope(const uint8_t *p, size_t len, const char magic[4], int kind,
-                          size_t min_size, const char *kind_name, const char *label, char *err,
-                          size_t cap)
+                          int max_version, size_t min_size, const char *kind_name,
+                          const char *label, char *err, size_t cap)
 {
     if (len < min_size) {
         seterr(err, cap, "%s is truncated: %zu bytes, less than the smallest %s file (%zu bytes)",
@@ -1654,11 +2290,11 @@ static int check_envelope(const uint8_t *p, size_t len, const char magic[4], int
         return SL_EFORMAT;
     }
     uint16_t version = get_u16(p + 4), k = get_u16(p + 6);
-    if (version != FORMAT_VERSION) {
+    if (version < 1 || version > max_version) {
         seterr(err, cap,
-               "%s has format version %u, but this build of Sluice reads version %d: restore it "
-               "with the Sluice release that wrote it",
-               label, version, FORMAT_VERSION);
+               "%s has format version %u, but this build of Sluice reads versions 1 to %d: "
+               "restore it with the Sluice release that wrote it",
+               label, version, max_version);
         return SL_EFORMAT;
     }
     if (k != kind) {
@@ -1673,8 +2309,8 @@ static int check_envelope(const uint8_t *p, size_t len, const char magic[4], int
 static int meta_parse(const uint8_t *p, size_t len, const char *label, sl__checkpoint_meta **out,
                       char *err, size_t cap)
 {
-    int rc = check_envelope(p, len, META_MAGIC, KIND_META, META_MIN_SIZE, "checkpoint metadata",
-                            label, err, cap);
+    int rc = check_envelope(p, len, META_MAGIC, KIND_META, META_VERSION, META_MIN_SIZE,
+                            "checkpoint metadata", label, err, cap);
     if (rc < 0)
         return rc;
     dec d = {.start = p, .end = p + len - TRAILER_SIZE};
@@ -1836,6 +2472,8 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
                 st->retained[n++] = r; /* out of memory: delete it next time */
         }
         st->nretained = n;
+        for (int i = 0; i < nvictims; i++)
+            shared_drop(st, victims[i]);
         if (st->memory) {
             for (int i = 0; i < nvictims; i++)
                 mem_remove_checkpoint(st, victims[i]);
@@ -1846,6 +2484,7 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
         open_ckpt *ab = open_entry(st, m->id, true);
         if (ab)
             ab->aborted = true;
+        shared_drop(st, m->id);
         if (st->memory) {
             mem_remove_checkpoint(st, m->id);
         } else {
@@ -1882,6 +2521,7 @@ void sl__storage_abort(sl__storage *st, int64_t id)
     open_ckpt *o = open_entry(st, id, true);
     if (o)
         o->aborted = true;
+    shared_drop(st, id);
     if (st->memory) {
         mem_remove_checkpoint(st, id);
     } else {
@@ -1917,6 +2557,7 @@ void sl__storage_discard_all(sl__storage *st)
         st->nretained = 0;
         for (int i = 0; i < st->nopen; i++)
             mem_remove_checkpoint(st, st->open[i].id);
+        shared_drop(st, -1);
         unlock(st);
         pthread_mutex_unlock(&st->complete_mu);
         return;
@@ -1942,6 +2583,7 @@ void sl__storage_discard_all(sl__storage *st)
     if (d)
         closedir(d);
     st->nretained = 0;
+    shared_drop(st, -1); /* savepoints never reference shared files */
     char *shared = path_join(st->job_dir, "shared");
     char *owned = path_join(st->job_dir, "taskowned");
     if (shared)
@@ -2159,20 +2801,6 @@ void sl__state_reader_free(sl__state_reader *r)
     sl__free(r);
 }
 
-/* The directory of checkpoint chk: itself when a directory, else the file's directory. */
-static char *resolve_chk_dir(const char *chk)
-{
-    const char *p = strip_uri(chk);
-    if (!p)
-        return NULL;
-    if (is_dir(p))
-        return sl__strdup(p);
-    const char *slash = strrchr(p, '/');
-    if (!slash)
-        return sl__strdup(".");
-    return sl__strndup(p, slash == p ? 1 : (size_t)(slash - p));
-}
-
 /* Checks a state file's bytes against its envelope and the metadata entry s. */
 static int check_state_file(const uint8_t *p, size_t len, const sl__subtask_state *s,
                             const char *label, char *err, size_t cap)
@@ -2187,7 +2815,7 @@ static int check_state_file(const uint8_t *p, size_t len, const sl__subtask_stat
     int nkg = s->kg_end - s->kg_start;
     size_t index = 4 + 8 * ((size_t)nkg + 1) + 16;
     int rc =
-        check_envelope(p, len, STATE_MAGIC, KIND_STATE,
+        check_envelope(p, len, STATE_MAGIC, KIND_STATE, FORMAT_VERSION,
                        STATE_HEADER_FIXED + 1 + index + TRAILER_SIZE, "state", label, err, cap);
     if (rc < 0)
         return rc;
@@ -2454,12 +3082,15 @@ int sl__checkpoint_meta_json(const sl__checkpoint_meta *m, const char *chk_dir, 
     json_str(out, when);
     fprintf(out, ",\n  \"duration_ms\": %" PRId64 ",\n  \"path\": ", m->duration_ms);
     json_str(out, chk_dir);
-    fprintf(out, ",\n  \"format_version\": %d,\n  \"operators\": [", FORMAT_VERSION);
+    fprintf(out, ",\n  \"format_version\": %d,\n  \"operators\": [", META_VERSION);
     for (int i = 0; i < m->noperators; i++) {
         const sl__operator_state_meta *o = &m->operators[i];
         uint64_t size = 0;
-        for (int s = 0; s < o->parallelism; s++)
+        for (int s = 0; s < o->parallelism; s++) {
             size += o->subtasks[s].file_size;
+            for (int f = 0; f < o->subtasks[s].nfiles; f++)
+                size += o->subtasks[s].files[f].size;
+        }
         total += size;
         fputs(i ? ",\n    {\n      \"uid\": " : "\n    {\n      \"uid\": ", out);
         json_str(out, o->uid);
@@ -2478,8 +3109,31 @@ int sl__checkpoint_meta_json(const sl__checkpoint_meta *m, const char *chk_dir, 
             fprintf(out,
                     ", \"size\": %" PRIu64 ", \"checksum\": \"%016" PRIx64 "\", "
                     "\"key_groups\": [%d, %d], \"keyed_bytes\": %" PRIu64
-                    ", \"operator_state_bytes\": %" PRIu64 "}",
+                    ", \"operator_state_bytes\": %" PRIu64,
                     ss->file_size, ss->checksum, ss->kg_start, ss->kg_end, keyed, ss->op_length);
+            if (ss->nfiles) {
+                uint64_t db = 0, shared = 0;
+                for (int f = 0; f < ss->nfiles; f++) {
+                    db += ss->files[f].size;
+                    if (!strncmp(ss->files[f].path, "../shared/", 10))
+                        shared += ss->files[f].size;
+                }
+                fprintf(out,
+                        ", \"db_bytes\": %" PRIu64 ", \"db_shared_bytes\": %" PRIu64
+                        ", \"db_files\": [",
+                        db, shared);
+                for (int f = 0; f < ss->nfiles; f++) {
+                    const sl__db_file *df = &ss->files[f];
+                    fputs(f ? ",\n          {\"name\": " : "\n          {\"name\": ", out);
+                    json_str(out, df->name);
+                    fputs(", \"path\": ", out);
+                    json_str(out, df->path);
+                    fprintf(out, ", \"size\": %" PRIu64 ", \"checksum\": \"%016" PRIx64 "\"}",
+                            df->size, df->checksum);
+                }
+                fputs("]", out);
+            }
+            fputs("}", out);
         }
         fputs(o->parallelism ? "\n      ]\n    }" : "]\n    }", out);
     }

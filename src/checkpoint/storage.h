@@ -31,8 +31,19 @@
 
 /* ---- metadata -------------------------------------------------------------------------- */
 
+/* A file of an incremental keyed snapshot (a RocksDB checkpoint, see state.h). */
+typedef struct sl__db_file {
+    char *name; /* its name in the database directory ("000012.sst", "MANIFEST-000005") */
+    char *path; /* where it is stored, relative to chk-<N>: "../shared/<name>" or "<name>" */
+    uint64_t size;
+    uint64_t checksum; /* XXH3-64 of its bytes */
+    bool stored;       /* stored by this checkpoint, not referenced again (not in _metadata) */
+} sl__db_file;
+
 /* Where one operator subtask's state is: a file in the checkpoint (or shared/) directory,
- * with the byte range of each key group's section and of the operator state section. */
+ * with the byte range of each key group's section and of the operator state section, and
+ * for an incremental keyed snapshot the database files (the key-group sections are then
+ * empty). */
 typedef struct sl__subtask_state {
     int subtask;
     char *file;           /* path relative to the chk-<N> directory ("" when no state) */
@@ -41,6 +52,8 @@ typedef struct sl__subtask_state {
     int kg_start, kg_end; /* key-group range [start, end) of keyed state; equal when none */
     uint64_t *kg_offset;  /* kg_end - kg_start + 1 offsets: section i is [off[i], off[i+1]) */
     uint64_t op_offset, op_length; /* operator state section; length 0 when none */
+    int nfiles;                    /* database files; 0 when keyed state is by key group */
+    sl__db_file *files;
 } sl__subtask_state;
 
 typedef struct sl__operator_state_meta {
@@ -90,6 +103,8 @@ sl__storage *sl__storage_create(const char *dir, const char *job_id, int num_ret
 void sl__storage_destroy(sl__storage *st);
 /* The job's directory (<dir>/<job-id>), or "memory" for in-memory storage. */
 const char *sl__storage_job_dir(const sl__storage *st);
+/* The job id it was created for. */
+const char *sl__storage_job_id(const sl__storage *st);
 
 /* Writing one operator subtask's state file for checkpoint id; used by one thread at a time
  * per writer, any number of writers in parallel. Sections must be added in this order:
@@ -109,6 +124,35 @@ int sl__state_writer_set_operator(sl__state_writer *w, const uint8_t *p, size_t 
 int sl__state_writer_close(sl__state_writer *w, sl__subtask_state *out, char *err, size_t cap);
 void sl__state_writer_abort(sl__state_writer *w);
 void sl__subtask_state_free(sl__subtask_state *s); /* frees the members, not s */
+
+/* Incremental keyed snapshots. Stores the files of snap (a snapshot made of files, see
+ * sl__keyed_snapshot_files) of operator uid's subtask for checkpoint id and lists them in
+ * out->files: an immutable file that an earlier checkpoint stored in <job>/shared/ and that
+ * storage still holds is referenced again (sl__keyed_snapshot_set_uploaded remembers the
+ * name), any other immutable file is copied there, and the rest into chk-<id>/; copies are
+ * checksummed and fsynced. A shared file is referenced by every checkpoint that lists it,
+ * from now until that checkpoint is aborted or deleted by retention, and deleted when no
+ * checkpoint references it any more; never before. Any thread. 0, or an error with a
+ * message naming the file and the OS error (SL_ECANCELED when id was aborted or subsumed);
+ * the references taken go with id's abort. out->files is freed with the state. */
+int sl__storage_put_db_files(sl__storage *st, int64_t id, const char *uid, int subtask,
+                             sl__keyed_snapshot *snap, sl__subtask_state *out, char *err,
+                             size_t cap);
+/* Puts the database files of s (from checkpoint chk, or id for storage st as for
+ * sl__state_reader_open) into the existing directory dir, under their database names:
+ * shared immutable files are hard-linked when the file system allows it, others copied, so
+ * nothing under the checkpoint is ever opened for writing. Every file's size and checksum
+ * are checked against the metadata. 0, or SL_EFORMAT (a missing or corrupt file, named),
+ * SL_EIO, SL_ENOMEM, with a message. */
+int sl__storage_fetch_db_files(sl__storage *st, const char *chk, int64_t id,
+                               const sl__subtask_state *s, const char *dir, char *err, size_t cap);
+/* Reads every database file of s in checkpoint directory chk (a path, as for
+ * sl__checkpoint_load) and checks its size and checksum against the metadata; nothing is
+ * written. 0, or SL_EFORMAT (missing or corrupt, named), SL_EIO, SL_ENOMEM with a message. */
+int sl__storage_check_db_files(const char *chk, const sl__subtask_state *s, char *err, size_t cap);
+/* How many checkpoints (completed or in progress) reference shared file name (in shared/);
+ * 0 when storage does not hold it. For tests. */
+int sl__storage_shared_refs(sl__storage *st, const char *name);
 
 /* Completes checkpoint m->id: writes _metadata (temp file, fsync, rename, fsync of the
  * directory), then deletes completed checkpoints beyond num_retained, oldest first (their

@@ -37,7 +37,7 @@ static void usage(FILE *f)
           f);
 }
 
-/* Reads every state file the metadata lists; prints the first problem. */
+/* Reads every state file and database file the metadata lists; prints the first problem. */
 static int verify_files(const sl__checkpoint_meta *m, const char *path)
 {
     for (int i = 0; i < m->noperators; i++) {
@@ -51,6 +51,11 @@ static int verify_files(const sl__checkpoint_meta *m, const char *path)
                 return rc;
             }
             sl__state_reader_free(r);
+            if (o->subtasks[s].nfiles &&
+                (rc = sl__storage_check_db_files(path, &o->subtasks[s], err, sizeof err)) < 0) {
+                fprintf(stderr, "sluice: %s\n", err);
+                return rc;
+            }
         }
     }
     return 0;

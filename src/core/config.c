@@ -107,6 +107,15 @@ static const sl__config_key keys[] = {
                "write).",
     },
     {
+        .name = "state.backend.incremental",
+        .type = SL_CFG_BOOL,
+        .def = "false",
+        .doc = "rocksdb: true makes checkpoints incremental: a checkpoint is a RocksDB "
+               "checkpoint of the database, and only the SST files no retained checkpoint has "
+               "yet go to <job-id>/shared/. false: every checkpoint holds all state by key group "
+               "(also what the hashmap backend always writes).",
+    },
+    {
         .name = "state.backend.rocksdb.localdir",
         .type = SL_CFG_PATH,
         .doc = "rocksdb: directory under which each keyed operator subtask creates its working "

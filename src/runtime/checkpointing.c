@@ -15,6 +15,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "runtime/task.h"
+#include "state/rocksdb/rocksdb_backend.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -91,15 +92,29 @@ static int write_op(sl__job *job, int64_t id, sl__io_op *op, sl__subtask_state *
                  op->subtask);
         return SL_EIO;
     }
+    /* an incremental snapshot is database files; its key-group sections stay empty */
+    const char *dir;
+    const sl__snapshot_file *files;
+    size_t nfiles;
+    sl__subtask_state db = {0};
+    bool as_files = op->snap && sl__keyed_snapshot_files(op->snap, &dir, &files, &nfiles);
+    if (as_files) {
+        int rc = sl__storage_put_db_files(job->storage, id, op->uid, op->subtask, op->snap, &db,
+                                          reason, cap);
+        if (rc < 0)
+            return rc;
+    }
     sl__state_writer *w = sl__state_writer_open(job->storage, id, op->uid, op->subtask,
                                                 op->kg_start, op->kg_end, reason, cap);
-    if (!w)
+    if (!w) {
+        sl__subtask_state_free(&db);
         return SL_EIO;
+    }
     sl__buf kg = {0};
     int rc = 0;
     for (int g = op->kg_start; g < op->kg_end && rc == 0; g++) {
         kg.len = 0;
-        if (op->snap)
+        if (op->snap && !as_files)
             rc = sl__keyed_snapshot_write_kg(op->snap, g, &kg);
         if (rc == 0)
             rc = sl__state_writer_add_kg(w, g, kg.data, kg.len);
@@ -111,9 +126,17 @@ static int write_op(sl__job *job, int64_t id, sl__io_op *op, sl__subtask_state *
         snprintf(reason, cap, "writing state of %s subtask %d failed: %s", op->uid, op->subtask,
                  sl_strerror(rc));
         sl__state_writer_abort(w);
+        sl__subtask_state_free(&db);
         return rc;
     }
-    return sl__state_writer_close(w, out, reason, cap);
+    rc = sl__state_writer_close(w, out, reason, cap);
+    if (rc < 0) {
+        sl__subtask_state_free(&db);
+        return rc;
+    }
+    out->files = db.files;
+    out->nfiles = db.nfiles;
+    return 0;
 }
 
 static void run_io_job(sl__job *job, sl__io_job *j)
@@ -270,7 +293,8 @@ static int capture(sl__task *t, int64_t id, bool finished, sl__io_op *ops)
                 sl__key_group_start(ctx->subtask + 1, ctx->parallelism, g->max_parallelism);
             op->snap = sl__keyed_backend_snapshot_begin(ctx->kb);
             if (!op->snap) {
-                rc = sl_fail(ctx, "out of memory snapshotting keyed state");
+                rc = sl_fail(ctx, "cannot snapshot keyed state: %s",
+                             sl__keyed_backend_snapshot_error(ctx->kb));
                 break;
             }
         }
@@ -485,6 +509,58 @@ static const sl__operator_state_meta *find_op(const sl__checkpoint_meta *m, cons
     return NULL;
 }
 
+/* Keyed state of key groups [lo, hi) from the database files of old subtask ss (an
+ * incremental checkpoint). With adopt, ctx's RocksDB backend takes the files as its database
+ * and deletes the key groups it does not own; otherwise a temporary RocksDB backend over the
+ * files hands each key group to ctx's backend in the canonical form (another parallelism,
+ * or a heap backend). */
+static int restore_db(sl_ctx *ctx, const sl__subtask_state *ss, int lo, int hi, bool adopt,
+                      char *err, size_t cap)
+{
+    sl__job *job = ctx->task->job;
+    const sl__checkpoint_meta *m = job->restore;
+    sl__keyed_backend *target = ctx->kb;
+    if (!adopt) {
+        sl__rocksdb_options o;
+        sl__rocksdb_options_from_config(job->g->config, &o);
+        o.name = ctx->node->uid;
+        o.subtask = ctx->subtask;
+        o.incremental = false;
+        target = sl__rocksdb_backend_create(&o, job->g->max_parallelism, ss->kg_start, ss->kg_end,
+                                            NULL, err, cap, NULL);
+        if (!target)
+            return SL_EIO;
+    }
+    char *dir = NULL;
+    int rc = sl__rocksdb_backend_scratch_dir(target, &dir, err, cap);
+    if (rc == 0)
+        rc = sl__storage_fetch_db_files(job->storage, job->restore_chk, m->id, ss, dir, err, cap);
+    if (rc == 0)
+        rc = sl__rocksdb_backend_adopt(target, dir, lo, hi, err, cap);
+    sl__free(dir);
+    if (rc == 0 && adopt && job->storage && !strcmp(m->job_id, sl__storage_job_id(job->storage))) {
+        /* this job's own checkpoint: its shared files need not be stored again */
+        for (int f = 0; f < ss->nfiles; f++)
+            if (!strncmp(ss->files[f].path, "../shared/", 10))
+                sl__rocksdb_backend_set_uploaded(target, ss->files[f].name, ss->files[f].path + 10);
+    }
+    if (!adopt) {
+        sl__buf b = {0};
+        for (int kg = lo; kg < hi && rc == 0; kg++) {
+            b.len = 0;
+            rc = sl__keyed_backend_snapshot_kg(target, kg, &b);
+            if (rc < 0)
+                snprintf(err, cap, "reading key group %d of the restored database failed: %s", kg,
+                         sl_strerror(rc));
+            else
+                rc = sl__keyed_backend_restore_kg(ctx->kb, kg, b.data, b.len, err, cap);
+        }
+        sl__buf_free(&b);
+        sl__keyed_backend_destroy(target);
+    }
+    return rc;
+}
+
 int sl__op_restore(sl_ctx *ctx)
 {
     sl__job *job = ctx->task->job;
@@ -503,10 +579,34 @@ int sl__op_restore(sl_ctx *ctx)
         const sl__job_graph *g = job->g;
         int start = sl__key_group_start(ctx->subtask, ctx->parallelism, g->max_parallelism);
         int end = sl__key_group_start(ctx->subtask + 1, ctx->parallelism, g->max_parallelism);
+        /* database files (incremental): a RocksDB backend adopts those of the old subtask
+         * that overlaps it most, the others go through the canonical form */
+        int base = -1, best = 0;
+        for (int s = 0; s < o->parallelism && sl__backend_is_rocksdb(ctx->kb); s++) {
+            const sl__subtask_state *ss = &o->subtasks[s];
+            int lo = ss->kg_start > start ? ss->kg_start : start;
+            int hi = ss->kg_end < end ? ss->kg_end : end;
+            if (ss->nfiles && hi - lo > best) {
+                best = hi - lo;
+                base = s;
+            }
+        }
+        if (base >= 0) {
+            const sl__subtask_state *ss = &o->subtasks[base];
+            rc = restore_db(ctx, ss, ss->kg_start > start ? ss->kg_start : start,
+                            ss->kg_end < end ? ss->kg_end : end, true, err, sizeof err);
+        }
+        for (int s = 0; s < o->parallelism && rc == 0; s++) {
+            const sl__subtask_state *ss = &o->subtasks[s];
+            int lo = ss->kg_start > start ? ss->kg_start : start;
+            int hi = ss->kg_end < end ? ss->kg_end : end;
+            if (s != base && ss->nfiles && lo < hi)
+                rc = restore_db(ctx, ss, lo, hi, false, err, sizeof err);
+        }
         for (int kg = start; kg < end && rc == 0; kg++) {
             for (int s = 0; s < o->parallelism; s++) {
                 const sl__subtask_state *ss = &o->subtasks[s];
-                if (kg < ss->kg_start || kg >= ss->kg_end)
+                if (kg < ss->kg_start || kg >= ss->kg_end || ss->nfiles)
                     continue;
                 if (!readers[s]) {
                     rc = sl__state_reader_open(job->storage, job->restore_chk, m->id, ss,

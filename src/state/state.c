@@ -633,6 +633,23 @@ void sl__keyed_snapshot_release(sl__keyed_snapshot *s)
         s->ops->release(s);
 }
 
+bool sl__keyed_snapshot_files(sl__keyed_snapshot *s, const char **dir,
+                              const sl__snapshot_file **files, size_t *n)
+{
+    return s && s->ops->files && s->ops->files(s, dir, files, n);
+}
+
+void sl__keyed_snapshot_set_uploaded(sl__keyed_snapshot *s, const char *name, const char *shared)
+{
+    if (s && s->ops->set_uploaded)
+        s->ops->set_uploaded(s, name, shared);
+}
+
+const char *sl__keyed_backend_snapshot_error(const sl__keyed_backend *be)
+{
+    return be && be->snap_err[0] ? be->snap_err : "out of memory";
+}
+
 /* ---- Checks shared by the public functions ---------------------------------------------- */
 
 static int wrong_kind(sl_state *st, const char *call, const char *want)

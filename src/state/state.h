@@ -141,6 +141,36 @@ int sl__keyed_snapshot_write_kg(sl__keyed_snapshot *s, int kg, sl__buf *out);
  * backend call, or by sl__keyed_backend_destroy (which must come after every release). */
 void sl__keyed_snapshot_release(sl__keyed_snapshot *s);
 
+/* ---- Snapshots made of files (RocksDB, state.backend.incremental) ------------------------
+ *
+ * An incremental RocksDB snapshot is a RocksDB checkpoint: a directory in the backend's
+ * working directory with hard links to the database's SST files (immutable) and copies of
+ * its small descriptor files (MANIFEST, CURRENT, OPTIONS, write-ahead logs). begin() makes
+ * it on the task thread after flushing the memtables. Checkpoint storage then stores only
+ * the SST files no earlier checkpoint stored in the job's shared directory, and the rest in
+ * the checkpoint's own; on restore it puts them into a fresh directory that the backend
+ * adopts (sl__rocksdb_backend_adopt). */
+typedef struct sl__snapshot_file {
+    const char *name; /* in the snapshot's directory */
+    uint64_t size;
+    bool immutable; /* an SST file: never changes, so checkpoints may share one stored copy */
+    /* immutable: the shared name an earlier checkpoint of this backend stored it under (it
+     * may be gone since: storage checks), or NULL */
+    const char *uploaded;
+} sl__snapshot_file;
+
+/* True when s is a snapshot made of files; *dir and the files stay valid until s is
+ * released, and write_kg is not used. False for snapshots written by key group. */
+bool sl__keyed_snapshot_files(sl__keyed_snapshot *s, const char **dir,
+                              const sl__snapshot_file **files, size_t *n);
+/* Any thread (one at a time per snapshot): records that immutable file name of s is now
+ * stored under shared name shared, so s itself and later snapshots of the same backend
+ * offer it as uploaded. */
+void sl__keyed_snapshot_set_uploaded(sl__keyed_snapshot *s, const char *name, const char *shared);
+/* Why the last sl__keyed_backend_snapshot_begin of be returned NULL ("out of memory" unless
+ * the backend says more, e.g. a RocksDB error naming the directory). Task thread. */
+const char *sl__keyed_backend_snapshot_error(const sl__keyed_backend *be);
+
 /* ---- Operator state -------------------------------------------------------------------*/
 
 typedef struct sl__operator_store sl__operator_store;

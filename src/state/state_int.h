@@ -458,6 +458,11 @@ typedef struct sl__backend_ops {
 typedef struct sl__snapshot_ops {
     int (*write_kg)(sl__keyed_snapshot *s, int key_group, sl__buf *out);
     void (*release)(sl__keyed_snapshot *s);
+    /* Optional (NULL: the snapshot is written by key group): a snapshot made of files, see
+     * sl__keyed_snapshot_files and sl__keyed_snapshot_set_uploaded in state.h. */
+    bool (*files)(sl__keyed_snapshot *s, const char **dir, const sl__snapshot_file **files,
+                  size_t *n);
+    void (*set_uploaded)(sl__keyed_snapshot *s, const char *name, const char *shared);
 } sl__snapshot_ops;
 
 struct sl__keyed_snapshot {
@@ -476,6 +481,7 @@ struct sl__keyed_backend {
     sl_state **states;  /* registered handles, in registration order */
     size_t nstates, states_cap;
     sl__iter_pool iters;
+    char snap_err[256]; /* why the last snapshot_begin failed, when not out of memory */
 };
 
 /* Initialises the base (copies key_schema, which may be NULL). 0 or SL_ENOMEM. */

@@ -15,6 +15,7 @@
 #      sequence check never fires; every key's final values are the expected ones; the
 #      committed files hold every expected row exactly once; no hidden file is left.
 #   a2. the same on the RocksDB state backend (state.backend.type=rocksdb).
+#   a3. the same with incremental checkpoints (state.backend.incremental=true).
 #   b. AT_LEAST_ONCE with the same failpoints: nothing is lost (every expected row is
 #      committed at least once, final values as expected). The job skips (and counts)
 #      records whose seq is already in state, as at-least-once may replay them; a gap still
@@ -161,15 +162,16 @@ check_failures() {
 # run_failpoints NAME MODE KEYED_PARALLELISM: eo_job -p 2 in MODE under the failpoints, to
 # completion. Sets $rc.
 run_failpoints() {
-    local name=$1 mode=$2 keyed=$3 backend=${4:-hashmap} t0
+    local name=$1 mode=$2 keyed=$3 backend=${4:-hashmap} incremental=${5:-false} t0
     t0=$(now_ms)
     rc=0
     SLUICE_LOG_LEVEL=info SLUICE_FAILPOINTS="$failpoints" SLUICE_FAILPOINT_SEED="$seed" \
-        SLUICE_LOG_LEVEL=info "$job_bin" -p 2 -D "state.backend.type=$backend" -- \
+        SLUICE_LOG_LEVEL=info "$job_bin" -p 2 -D "state.backend.type=$backend" \
+        -D "state.backend.incremental=$incremental" -- \
         --out "$tmp/$name.out" --checkpoints "$tmp/$name.chk" \
         --count "$count" --keys "$keys" --keyed-parallelism "$keyed" --mode "$mode" "${pace[@]}" \
         </dev/null >"$tmp/$name.stdout" 2>"$tmp/$name.err" || rc=$?
-    echo "     $name: $mode, $backend, -p 2, keyed parallelism $keyed, $count records, $keys keys," \
+    echo "     $name: $mode, $backend (incremental: $incremental), -p 2, keyed parallelism $keyed, $count records, $keys keys," \
         "failpoints \"$failpoints\"" \
         "seed $seed: exit $rc after $(($(now_ms) - t0)) ms"
 }
@@ -194,6 +196,18 @@ check_failures eo-rocksdb "$tmp/eo-rocksdb.err"
 check_seq_never_fired eo-rocksdb "$tmp/eo-rocksdb.err"
 check_exactly_once eo-rocksdb "$tmp/eo-rocksdb.out"
 check_no_sanitizer_output "$tmp/eo-rocksdb.err"
+
+# ---- a3. the same on RocksDB with incremental checkpoints --------------------------------------
+
+run_failpoints eo-rocksdb-incr EXACTLY_ONCE 3 rocksdb true
+check "eo-rocksdb-incr: exit status 0 (got $rc; $(grep -vE 'level=|duplicates skipped' "$tmp/eo-rocksdb-incr.err" | tail -c 400))" \
+    test "$rc" -eq 0
+check_failures eo-rocksdb-incr "$tmp/eo-rocksdb-incr.err"
+check_seq_never_fired eo-rocksdb-incr "$tmp/eo-rocksdb-incr.err"
+check_exactly_once eo-rocksdb-incr "$tmp/eo-rocksdb-incr.out"
+check_no_sanitizer_output "$tmp/eo-rocksdb-incr.err"
+check "eo-rocksdb-incr: checkpoints stored SST files in shared/ and referenced them again" \
+    grep -q 'event=db_files_stored .* reused_bytes=[1-9]' "$tmp/eo-rocksdb-incr.err"
 
 # ---- b. AT_LEAST_ONCE under failpoints: nothing lost ----------------------------------------
 

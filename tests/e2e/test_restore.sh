@@ -10,6 +10,7 @@
 #     takes checkpoints meanwhile
 #  A3 parallelism 3, SIGTERM in the middle: exit 143, chk kept
 #  C  -s A3's checkpoint at parallelism 1, runs to the end
+#  R  RocksDB with incremental checkpoints: SIGINT, then -s at parallelism 2, 3 and 1 (heap)
 # Every run that ends prints the final count of every key: they must equal the counts of a
 # run without interruption, and the restored runs must not have started over. Then the
 # refusals: another max parallelism; state of an operator uid the job no longer has (unless
@@ -99,6 +100,54 @@ EOF2
 
 run c "$FT" -p 1 -s "$chk_a3" -- "${FAST[@]}" --extra --noop
 restored_run c "$chk_a3" 1
+
+# ---- R: RocksDB with incremental checkpoints, restored at 2, 3 and 1 (into the heap) --------
+# A database's files are the checkpoint: the restore at the same parallelism adopts them, at
+# parallelism 3 each subtask adopts the files of the old subtask it overlaps most (deleting
+# the key groups it does not own) and reads the others' key groups, and the heap backend
+# reads them all through the canonical form.
+
+ROCKS=(-D state.backend.type=rocksdb -D state.backend.incremental=true
+    -D state.backend.rocksdb.localdir="$tmp/rocks")
+start r "$FT" -p 2 "${ROCKS[@]}" "${CKPT[@]}" -D state.checkpoints.num-retained=3 \
+    -D state.checkpoints.dir="$tmp/r" -- "${JOB[@]}" --extra --noop
+r_pid=$job_pid
+wait_events 15 "$tmp/r.err" checkpoint_completed 4
+stop "$r_pid" INT
+check "R: SIGINT exits 130 (got $rc)" test "$rc" -eq 130
+chk_r=$(latest_chk "$tmp/r") || chk_r=
+check "R: the checkpoint is retained: ${chk_r:-none}" test -n "$chk_r" -a -f "$chk_r/_metadata"
+[[ -n $chk_r ]] || fail "no checkpoint to restore"
+check "R: the working directories were removed" test -z "$(ls -A "$tmp/rocks")"
+rc=0
+"$SL_BIN/sluice" checkpoint inspect --verify "$chk_r" >"$tmp/r.json" 2>"$tmp/r-inspect.err" || rc=$?
+check "R: sluice checkpoint inspect --verify exits 0 (got $rc; $(head -c 300 "$tmp/r-inspect.err"))" test "$rc" -eq 0
+check "R: the keyed state is database files, SST files in shared/, the rest in chk-N" \
+    python3 - "$tmp/r.json" "$chk_r" <<'EOF2'
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+c = {o["uid"]: o for o in d["operators"]}["counts"]
+for s in c["subtasks"]:
+    files = s["db_files"]
+    assert s["keyed_bytes"] == 0 and s["db_bytes"] > 0, s
+    assert any(f["path"].startswith("../shared/") and f["name"].endswith(".sst") for f in files), files
+    assert all(f["name"].endswith(".sst") == f["path"].startswith("../shared/") for f in files), files
+    for f in files:
+        assert os.path.getsize(os.path.join(sys.argv[2], f["path"])) == f["size"], f
+EOF2
+
+run r2 "$FT" -p 2 "${ROCKS[@]}" -s "$chk_r" -- "${FAST[@]}" --extra --noop
+restored_run r2 "$chk_r" 2
+run r3 "$FT" -p 3 "${ROCKS[@]}" -s "$chk_r" "${CKPT[@]}" -D state.checkpoints.dir="$tmp/r3" \
+    -- "${JOB[@]}" --extra --noop
+restored_run r3 "$chk_r" 3
+check "R3: checkpoints completed after the rescaled restore" has_events "$tmp/r3.err" checkpoint_completed 2
+run r1 "$FT" -p 1 -s "$chk_r" -- "${FAST[@]}" --extra --noop
+restored_run r1 "$chk_r" 1
+rc=0
+"$SL_BIN/sluice" checkpoint inspect --verify "$chk_r" >/dev/null 2>"$tmp/r-inspect2.err" || rc=$?
+check "R: the checkpoint still verifies after three restores from it (got $rc)" test "$rc" -eq 0
+check "R: the working directories were removed after the restored runs" test -z "$(ls -A "$tmp/rocks")"
 
 # ---- refusals --------------------------------------------------------------------------------
 

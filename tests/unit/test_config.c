@@ -66,6 +66,7 @@ TEST(key_table_is_exactly_the_documented_keys)
         "taskmanager.memory.segment-size",
         "taskmanager.network.memory.buffers-per-channel",
         "state.backend.type",
+        "state.backend.incremental",
         "state.backend.rocksdb.localdir",
         "state.backend.rocksdb.memory.managed",
         "state.backend.rocksdb.memory.fixed-per-subtask",

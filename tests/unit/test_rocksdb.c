@@ -10,12 +10,16 @@
  * scopes apart when one key's bytes are a prefix of another's, list appends through the
  * merge operator across flushes, views that survive later reads, snapshot isolation, and
  * checkpoint compatibility: heap snapshots restore into RocksDB and RocksDB snapshots into
- * the heap, with the same contents.
+ * the heap, with the same contents. Incremental checkpoints: SST files shared between
+ * retained checkpoints and deleted with the last one that references them, aborted
+ * checkpoints' files deleted, and restores that adopt the files at the same and at another
+ * parallelism (delete_range of the key groups a subtask does not own).
  *
  * Messages for the per-record path go through the runtime's real sl_fail(), as in
  * test_state.c.
  */
 #include "backends.h"
+#include "checkpoint/storage.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/hash.h"
@@ -1062,12 +1066,404 @@ TEST(heap_and_rocksdb_snapshots_restore_into_each_other)
     free(base);
 }
 
+/* ---- incremental checkpoints ---------------------------------------------------------- */
+
+static const sl_state_desc v_desc = {.name = "v", .kind = SL_STATE_VALUE, .schema = "n:i64"};
+
+static sl__keyed_backend *rocks_range(const char *dir, int m, int start, int end, bool incremental)
+{
+    sl__rocksdb_options o = opts_in(dir);
+    o.incremental = incremental;
+    char err[512];
+    sl__keyed_backend *be =
+        sl__rocksdb_backend_create(&o, m, start, end, key_schema(), err, sizeof err, NULL);
+    if (!be)
+        FAIL_AT("create: %s", err);
+    return be;
+}
+
+static void put_v(sl__keyed_backend *be, sl_state *st, int64_t id, int64_t v)
+{
+    use_key(be, id);
+    sl_value x = SL_I64(v);
+    CHECK_EQ_INT(sl_value_update(st, &x), 0);
+    sl__state_end_call(be, NULL);
+}
+
+static int64_t get_v(sl__keyed_backend *be, sl_state *st, int64_t id)
+{
+    use_key(be, id);
+    sl_value r;
+    int rc = sl_value_get(st, &r);
+    CHECK(rc >= 0);
+    int64_t v = rc ? r.u.i64 : -1;
+    sl__state_end_call(be, NULL);
+    return v;
+}
+
+/* A checkpoint storage for job 0123...ef under a fresh directory, retaining retained. */
+static sl__storage *incr_storage(const char *base, int retained)
+{
+    char cdir[600], err[512];
+    snprintf(cdir, sizeof cdir, "%s/chk", base);
+    sl__storage *st =
+        sl__storage_create(cdir, "0123456789abcdef0123456789abcdef", retained, err, sizeof err);
+    if (!st)
+        FAIL_AT("storage: %s", err);
+    return st;
+}
+
+/* An incremental backend over [0, m) whose value state *v holds n keys, each its id. */
+static sl__keyed_backend *incr_filled(const char *base, int m, int n, sl_state **v)
+{
+    sl__keyed_backend *be = rocks_range(base, m, 0, m, true);
+    *v = sl__keyed_backend_state(be, test_ctx(), &v_desc);
+    CHECK(*v);
+    for (int64_t id = 0; id < n; id++)
+        put_v(be, *v, id, id);
+    return be;
+}
+
+/* Takes checkpoint id of backend be (one keyed operator "op", one subtask owning [0, m))
+ * into st and completes it; returns the bytes it stored itself and, in *full, its size. */
+static uint64_t take_checkpoint(sl__storage *st, sl__keyed_backend *be, int m, int64_t id,
+                                uint64_t *full)
+{
+    char err[512];
+    sl__keyed_snapshot *snap = sl__keyed_backend_snapshot_begin(be);
+    CHECK(snap);
+    sl__subtask_state db = {0}, ss = {0};
+    if (sl__storage_put_db_files(st, id, "op", 0, snap, &db, err, sizeof err) < 0)
+        FAIL_AT("put_db_files: %s", err);
+    sl__keyed_snapshot_release(snap);
+    sl__state_writer *w = sl__state_writer_open(st, id, "op", 0, 0, m, err, sizeof err);
+    CHECK(w);
+    for (int kg = 0; kg < m; kg++)
+        CHECK_EQ_INT(sl__state_writer_add_kg(w, kg, NULL, 0), 0);
+    CHECK_EQ_INT(sl__state_writer_close(w, &ss, err, sizeof err), 0);
+    ss.files = db.files;
+    ss.nfiles = db.nfiles;
+    uint64_t stored = 0;
+    *full = 0;
+    for (int f = 0; f < ss.nfiles; f++) {
+        *full += ss.files[f].size;
+        stored += ss.files[f].stored ? ss.files[f].size : 0;
+    }
+    sl__operator_state_meta op = {
+        .uid = "op", .name = "Keyed", .parallelism = 1, .max_parallelism = m, .subtasks = &ss};
+    sl__checkpoint_meta meta = {.id = id,
+                                .job_id = "0123456789abcdef0123456789abcdef",
+                                .job_name = "incremental",
+                                .noperators = 1,
+                                .operators = &op};
+    if (sl__storage_complete(st, &meta, err, sizeof err) < 0)
+        FAIL_AT("complete %lld: %s", (long long)id, err);
+    sl__subtask_state_free(&ss);
+    return stored;
+}
+
+/* The shared/ files of the retained checkpoints (from their _metadata), with sizes. */
+static int referenced_shared(sl__storage *st, char names[][128], uint64_t *bytes)
+{
+    int64_t ids[8];
+    int n = sl__storage_retained(st, ids, 8), nn = 0;
+    *bytes = 0;
+    for (int i = 0; i < n; i++) {
+        char path[4096], err[512];
+        snprintf(path, sizeof path, "%s/chk-%lld", sl__storage_job_dir(st), (long long)ids[i]);
+        sl__checkpoint_meta *m;
+        if (sl__checkpoint_load(st, path, -1, &m, err, sizeof err) < 0)
+            FAIL_AT("load: %s", err);
+        const sl__subtask_state *ss = &m->operators[0].subtasks[0];
+        for (int f = 0; f < ss->nfiles; f++) {
+            if (strncmp(ss->files[f].path, "../shared/", 10))
+                continue;
+            int k = 0;
+            while (k < nn && strcmp(names[k], ss->files[f].path + 10))
+                k++;
+            if (k == nn) {
+                CHECK(nn < 256);
+                snprintf(names[nn++], 128, "%s", ss->files[f].path + 10);
+                *bytes += ss->files[f].size;
+            }
+        }
+        sl__checkpoint_meta_free(m);
+    }
+    return nn;
+}
+
+/* What is in <job>/shared/ on disk: the count, the bytes in *bytes. */
+static int shared_on_disk(sl__storage *st, uint64_t *bytes)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/shared", sl__storage_job_dir(st));
+    DIR *d = opendir(dir);
+    CHECK(d);
+    int n = 0;
+    *bytes = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char p[8192];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        CHECK_EQ_INT(stat(p, &sb), 0);
+        *bytes += (uint64_t)sb.st_size;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* shared/ holds exactly the files the retained checkpoints reference. */
+static void check_shared_matches(sl__storage *st, const char *when)
+{
+    static char names[256][128];
+    uint64_t ref_bytes, disk_bytes;
+    int nref = referenced_shared(st, names, &ref_bytes);
+    int ndisk = shared_on_disk(st, &disk_bytes);
+    if (nref != ndisk || ref_bytes != disk_bytes)
+        FAIL_AT("%s: shared/ has %d files, %llu bytes; the retained checkpoints reference %d "
+                "files, %llu bytes",
+                when, ndisk, (unsigned long long)disk_bytes, nref, (unsigned long long)ref_bytes);
+    for (int i = 0; i < nref; i++)
+        CHECK(sl__storage_shared_refs(st, names[i]) >= 1);
+}
+
+/* Three retained checkpoints; a tenth of the keys changes between checkpoints: each
+ * checkpoint stores only the SST files that are new (far less than its full size), the
+ * others are referenced again, and a shared file is deleted exactly when no retained
+ * checkpoint references it any more, as compactions replace files. An aborted
+ * checkpoint's own files go with it. */
+TEST(incremental_checkpoints_share_and_delete_sst_files)
+{
+    enum { M = 16, N = 40000, ROUNDS = 8 };
+    char *base = tmp_dir(), err[512];
+    sl__storage *st = incr_storage(base, 3);
+    sl_state *v;
+    sl__keyed_backend *be = incr_filled(base, M, N, &v);
+    static int64_t expect[N];
+    for (int64_t id = 0; id < N; id++)
+        expect[id] = id;
+    uint64_t full, stored = take_checkpoint(st, be, M, 1, &full);
+    CHECK(stored == full && full > 0); /* the first checkpoint stores everything */
+    check_shared_matches(st, "after checkpoint 1");
+    uint64_t stored_later = 0, full_later = 0;
+    int small = 0; /* checkpoints that stored less than a quarter of their size */
+    for (int64_t id = 2; id <= ROUNDS; id++) {
+        for (int64_t k = id % 10; k < N; k += 10) { /* a tenth of the keys */
+            put_v(be, v, k, id * 1000000 + k);
+            expect[k] = id * 1000000 + k;
+        }
+        uint64_t f, s2 = take_checkpoint(st, be, M, id, &f);
+        printf("     checkpoint %lld: stored %llu of %llu bytes\n", (long long)id,
+               (unsigned long long)s2, (unsigned long long)f);
+        small += s2 * 4 < f;
+        stored_later += s2;
+        full_later += f;
+        char when[64];
+        snprintf(when, sizeof when, "after checkpoint %lld", (long long)id);
+        check_shared_matches(st, when);
+        int64_t ids[8];
+        CHECK_EQ_INT(sl__storage_retained(st, ids, 8), id < 3 ? (int)id : 3);
+    }
+    printf("     incremental: first checkpoint %llu bytes; later ones stored %llu of %llu bytes "
+           "(%.1f%%)\n",
+           (unsigned long long)full, (unsigned long long)stored_later,
+           (unsigned long long)full_later, 100.0 * (double)stored_later / (double)full_later);
+    /* most checkpoints store a small part; a compaction now and then rewrites more */
+    CHECK(small >= ROUNDS - 3);
+    CHECK(stored_later * 2 < full_later);
+    static char names[256][128];
+    uint64_t b0, b1;
+    int before = referenced_shared(st, names, &b0);
+    /* an aborted checkpoint: what only it stored is deleted, the rest stays */
+    for (int64_t k = 0; k < N; k += 3)
+        put_v(be, v, k, -k);
+    sl__keyed_snapshot *snap = sl__keyed_backend_snapshot_begin(be);
+    CHECK(snap);
+    sl__subtask_state db = {0};
+    CHECK_EQ_INT(sl__storage_put_db_files(st, ROUNDS + 1, "op", 0, snap, &db, err, sizeof err), 0);
+    sl__keyed_snapshot_release(snap);
+    int fresh = 0, reused = 0;
+    for (int f = 0; f < db.nfiles; f++)
+        if (!strncmp(db.files[f].path, "../shared/", 10)) {
+            int refs = sl__storage_shared_refs(st, db.files[f].path + 10);
+            if (db.files[f].stored)
+                fresh += refs == 1;
+            else
+                reused += refs >= 2;
+        }
+    CHECK(fresh >= 1 && reused >= 1);
+    sl__storage_abort(st, ROUNDS + 1);
+    for (int f = 0; f < db.nfiles; f++)
+        if (db.files[f].stored && !strncmp(db.files[f].path, "../shared/", 10))
+            CHECK_EQ_INT(sl__storage_shared_refs(st, db.files[f].path + 10), 0);
+    sl__subtask_state_free(&db);
+    check_shared_matches(st, "after an aborted checkpoint");
+    CHECK_EQ_INT(referenced_shared(st, names, &b1), before);
+    for (int64_t k = 0; k < N; k += 3) /* back to what checkpoint ROUNDS holds */
+        put_v(be, v, k, expect[k]);
+    sl__keyed_backend_destroy(be);
+
+    /* restore the newest checkpoint at the same parallelism and into two subtasks */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/chk-%d", sl__storage_job_dir(st), ROUNDS);
+    sl__checkpoint_meta *m;
+    CHECK_EQ_INT(sl__checkpoint_load(st, path, -1, &m, err, sizeof err), 0);
+    const sl__subtask_state *ss = &m->operators[0].subtasks[0];
+    int ranges[3][2] = {{0, M}, {0, M / 2}, {M / 2, M}};
+    size_t total = 0;
+    for (int r = 0; r < 3; r++) {
+        sl__keyed_backend *rb = rocks_range(base, M, ranges[r][0], ranges[r][1], true);
+        char *dir;
+        CHECK_EQ_INT(sl__rocksdb_backend_scratch_dir(rb, &dir, err, sizeof err), 0);
+        if (sl__storage_fetch_db_files(st, path, -1, ss, dir, err, sizeof err) < 0)
+            FAIL_AT("fetch: %s", err);
+        if (sl__rocksdb_backend_adopt(rb, dir, ranges[r][0], ranges[r][1], err, sizeof err) < 0)
+            FAIL_AT("adopt: %s", err);
+        sl__free(dir);
+        sl_state *rv = sl__keyed_backend_state(rb, test_ctx(), &v_desc);
+        CHECK(rv);
+        size_t n = sl__keyed_backend_size(rb);
+        if (r == 0)
+            CHECK_EQ_INT(n, N);
+        else
+            total += n;
+        for (int64_t id = 0; id < N; id++) {
+            uint8_t kb[16];
+            sl_value kv = SL_I64(id);
+            size_t kl = (size_t)(sl__row_write(key_schema(), &kv, kb) - kb);
+            int kg = sl__key_group(sl__hash(kb, kl), M);
+            if (kg < ranges[r][0] || kg >= ranges[r][1])
+                continue;
+            if (get_v(rb, rv, id) != expect[id])
+                FAIL_AT("restore %d: key %lld reads %lld, expected %lld", r, (long long)id,
+                        (long long)get_v(rb, rv, id), (long long)expect[id]);
+        }
+        sl__keyed_backend_destroy(rb);
+    }
+    CHECK_EQ_INT(total, N); /* the two halves together hold every key once */
+    /* the checkpoint's own files were only read: they still verify */
+    sl__keyed_backend *rb = rocks_range(base, M, 0, M, false);
+    char *dir;
+    CHECK_EQ_INT(sl__rocksdb_backend_scratch_dir(rb, &dir, err, sizeof err), 0);
+    CHECK_EQ_INT(sl__storage_fetch_db_files(st, path, -1, ss, dir, err, sizeof err), 0);
+    sl__free(dir);
+    sl__keyed_backend_destroy(rb);
+    sl__checkpoint_meta_free(m);
+    sl__storage_discard_all(st);
+    uint64_t left;
+    snprintf(path, sizeof path, "%s/shared", sl__storage_job_dir(st));
+    CHECK(!is_dir(path) || (shared_on_disk(st, &left) == 0));
+    sl__storage_destroy(st);
+    rm_rf(base);
+    free(base);
+}
+
+/* A corrupt or missing shared file fails the restore with a message naming it. */
+TEST(incremental_restore_detects_corrupt_and_missing_files)
+{
+    enum { M = 8 };
+    char *base = tmp_dir(), err[512];
+    sl__storage *st = incr_storage(base, 1);
+    sl_state *v;
+    sl__keyed_backend *be = incr_filled(base, M, 2000, &v);
+    uint64_t full;
+    take_checkpoint(st, be, M, 1, &full);
+    sl__keyed_backend_destroy(be);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/chk-1", sl__storage_job_dir(st));
+    sl__checkpoint_meta *m;
+    CHECK_EQ_INT(sl__checkpoint_load(st, path, -1, &m, err, sizeof err), 0);
+    const sl__subtask_state *ss = &m->operators[0].subtasks[0];
+    int sst = -1;
+    for (int f = 0; f < ss->nfiles && sst < 0; f++)
+        if (!strncmp(ss->files[f].path, "../shared/", 10))
+            sst = f;
+    CHECK(sst >= 0);
+    char victim[8192];
+    snprintf(victim, sizeof victim, "%s/%s", path, ss->files[sst].path);
+    /* flip one byte */
+    FILE *fp = fopen(victim, "r+b");
+    CHECK(fp);
+    fseek(fp, (long)ss->files[sst].size / 2, SEEK_SET);
+    int c = fgetc(fp);
+    fseek(fp, (long)ss->files[sst].size / 2, SEEK_SET);
+    fputc(c ^ 0x5a, fp);
+    fclose(fp);
+    sl__keyed_backend *rb = rocks_range(base, M, 0, M, false);
+    char *dir;
+    CHECK_EQ_INT(sl__rocksdb_backend_scratch_dir(rb, &dir, err, sizeof err), 0);
+    CHECK_EQ_INT(sl__storage_fetch_db_files(st, path, -1, ss, dir, err, sizeof err), SL_EFORMAT);
+    CHECK_CONTAINS(err, "checksum mismatch");
+    CHECK_CONTAINS(err, ss->files[sst].path + 10);
+    sl__free(dir);
+    CHECK_EQ_INT(unlink(victim), 0);
+    CHECK_EQ_INT(sl__rocksdb_backend_scratch_dir(rb, &dir, err, sizeof err), 0);
+    CHECK_EQ_INT(sl__storage_fetch_db_files(st, path, -1, ss, dir, err, sizeof err), SL_EFORMAT);
+    CHECK_CONTAINS(err, "is missing");
+    sl__free(dir);
+    sl__keyed_backend_destroy(rb);
+    sl__checkpoint_meta_free(m);
+    sl__storage_destroy(st);
+    rm_rf(base);
+    free(base);
+}
+
+/* A full disk while storing database files: the checkpoint fails with a message naming the
+ * file and the cause, nothing is left in shared/, and the next checkpoint stores it all. */
+static ssize_t write_enospc(int fd, const void *p, size_t n)
+{
+    (void)fd;
+    (void)p;
+    (void)n;
+    errno = ENOSPC;
+    return -1;
+}
+
+TEST(incremental_checkpoint_on_a_full_disk)
+{
+    enum { M = 8 };
+    char *base = tmp_dir(), err[512];
+    sl__storage *st = incr_storage(base, 1);
+    sl_state *v;
+    sl__keyed_backend *be = incr_filled(base, M, 3000, &v);
+    sl__file_ops full = sl__file_ops_posix;
+    full.write = write_enospc;
+    sl__file_ops_current = &full;
+    sl__keyed_snapshot *snap = sl__keyed_backend_snapshot_begin(be);
+    CHECK(snap);
+    sl__subtask_state db = {0};
+    CHECK_EQ_INT(sl__storage_put_db_files(st, 1, "op", 0, snap, &db, err, sizeof err), SL_EIO);
+    sl__file_ops_current = &sl__file_ops_posix;
+    sl__keyed_snapshot_release(snap);
+    CHECK_CONTAINS(err, "cannot write");
+    CHECK_CONTAINS(err, "0123456789abcdef0123456789abcdef/"); /* names the file */
+    CHECK_CONTAINS(err, "no space left on device");
+    CHECK_EQ_INT(db.nfiles, 0);
+    sl__storage_abort(st, 1);
+    uint64_t bytes;
+    CHECK_EQ_INT(shared_on_disk(st, &bytes), 0);
+    uint64_t full_size, stored = take_checkpoint(st, be, M, 2, &full_size);
+    CHECK(stored == full_size && full_size > 0);
+    check_shared_matches(st, "after the disk had room again");
+    sl__keyed_backend_destroy(be);
+    sl__storage_destroy(st);
+    rm_rf(base);
+    free(base);
+}
+
 int main(int argc, char **argv)
 {
     return RUN_TESTS(argc, argv, working_directory_lifecycle,
                      local_directory_that_cannot_be_created, factory_chooses_by_configuration,
                      memory_options, memory_stays_within_budget, corrupted_sst_fails_reads_with_eio,
                      removed_directory_fails_writes_with_eio, scopes_never_overlap,
-                     list_appends_merge_across_flushes, views_live_until_the_call_ends,
-                     snapshot_isolation, heap_and_rocksdb_snapshots_restore_into_each_other);
+                     incremental_checkpoints_share_and_delete_sst_files,
+                     incremental_restore_detects_corrupt_and_missing_files,
+                     incremental_checkpoint_on_a_full_disk, list_appends_merge_across_flushes,
+                     views_live_until_the_call_ends, snapshot_isolation,
+                     heap_and_rocksdb_snapshots_restore_into_each_other);
 }

@@ -77,9 +77,13 @@
 #include "core/log.h"
 #include "state/state_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <rocksdb/c.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,13 +134,23 @@ typedef struct snap_state {
 
 typedef struct rdb rdb;
 
+/* A snapshot: a RocksDB snapshot read by key group, or (incremental) a RocksDB checkpoint
+ * in dir, with its files listed (names owned by the snapshot). */
 typedef struct rdb_snapshot {
     sl__keyed_snapshot base;
     rdb *rb;
-    const rocksdb_snapshot_t *snap;
+    const rocksdb_snapshot_t *snap; /* NULL when incremental */
+    char *dir;                      /* incremental: <workdir>/snap-<seq>; else NULL */
+    sl__snapshot_file *files;
+    size_t nfiles;
     size_t nstates;
     snap_state states[];
 } rdb_snapshot;
+
+/* An SST file of the database stored in shared checkpoint storage (incremental). */
+typedef struct uploaded_file {
+    char *name, *shared;
+} uploaded_file;
 
 struct rdb {
     sl__keyed_backend base;
@@ -156,6 +170,11 @@ struct rdb {
     uint8_t *walk; /* for_each_key: the scope of the key handed to fn */
     size_t walk_cap;
     atomic_size_t live_snapshots; /* any thread */
+    bool incremental;             /* snapshots are RocksDB checkpoints (files) */
+    uint64_t snap_seq;            /* names the snapshot directories */
+    pthread_mutex_t up_mu;        /* guards uploaded: the task thread and I/O threads */
+    uploaded_file *uploaded;      /* SST files stored in shared storage, by local name */
+    size_t nuploaded, cap_uploaded;
 };
 
 static const sl__backend_ops rdb_ops;
@@ -655,8 +674,8 @@ static rstate *find_state(const rdb *rb, const char *name, size_t len)
 
 /* A new state with its column family and its record in the default column family. Returns
  * NULL with a message in err and *code SL_ENOMEM or the translated RocksDB error. */
-static rstate *new_state(rdb *rb, const char *name, size_t len, sl_state_kind kind, char *err,
-                         size_t cap, int *code)
+static rstate *new_state(rdb *rb, const char *name, size_t len, sl_state_kind kind,
+                         rocksdb_column_family_handle_t *existing, char *err, size_t cap, int *code)
 {
     *code = SL_ENOMEM;
     if (rb->nstates == rb->states_cap) {
@@ -685,8 +704,11 @@ static rstate *new_state(rdb *rb, const char *name, size_t len, sl_state_kind ki
     memcpy(cfname + sizeof CF_PREFIX - 1, name, len);
     cfname[sizeof CF_PREFIX - 1 + len] = 0;
     char *e = NULL;
-    rs->cf = rocksdb_create_column_family(rb->db, rb->opts, cfname, &e);
-    if (!e) {
+    if (existing)
+        rs->cf = existing; /* adopted with the database: its record is there */
+    else
+        rs->cf = rocksdb_create_column_family(rb->db, rb->opts, cfname, &e);
+    if (!e && !existing) {
         char kb = (char)kind;
         rocksdb_put(rb->db, rb->wo, cfname, strlen(cfname), &kb, 1, &e);
         if (e) {
@@ -695,7 +717,7 @@ static rstate *new_state(rdb *rb, const char *name, size_t len, sl_state_kind ki
             rocksdb_drop_column_family(rb->db, rs->cf, &e2);
             rocksdb_free(e2);
         }
-    } else {
+    } else if (e) {
         *code = rdb_fail(rb, e, "create column family", rs->name, NULL, err, cap);
     }
     sl__free(cfname);
@@ -799,7 +821,7 @@ static int r_attach(sl__keyed_backend *be, sl_state *st, char *err, size_t cap)
             return rc;
     } else {
         int code;
-        rs = new_state(rb, st->name, strlen(st->name), st->kind, err, cap, &code);
+        rs = new_state(rb, st->name, strlen(st->name), st->kind, NULL, err, cap, &code);
         if (!rs)
             return code;
     }
@@ -1058,10 +1080,142 @@ static int r_snapshot_kg(sl__keyed_backend *be, int key_group, sl__buf *out)
     return rc;
 }
 
+static void remove_tree(const char *dir);
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* snprintf into err, where the message may be cut (long paths). */
+static void set_err(char *err, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+}
+
+static void free_files(sl__snapshot_file *files, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sl__free((char *)files[i].name);
+        sl__free((char *)files[i].uploaded);
+    }
+    sl__free(files);
+}
+
+/* Lists the regular files of dir into *out (names and sizes; immutable for SST files).
+ * 0, or SL_EIO / SL_ENOMEM with a message in err. */
+static int list_files(const char *dir, sl__snapshot_file **out, size_t *n, char *err, size_t cap)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, cap, "cannot list RocksDB checkpoint directory %s: %s", dir, strerror(errno));
+        return SL_EIO;
+    }
+    sl__snapshot_file *files = NULL;
+    size_t nf = 0, capf = 0;
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[4096];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &sb) < 0) {
+            set_err(err, cap, "cannot stat %s: %s", path, strerror(errno));
+            rc = SL_EIO;
+            break;
+        }
+        if (!S_ISREG(sb.st_mode))
+            continue;
+        if (nf == capf) {
+            size_t c = capf ? capf * 2 : 16;
+            sl__snapshot_file *f = sl__realloc(files, c * sizeof *f);
+            if (!f) {
+                rc = SL_ENOMEM;
+                break;
+            }
+            files = f;
+            capf = c;
+        }
+        files[nf] = (sl__snapshot_file){.size = (uint64_t)sb.st_size,
+                                        .immutable = has_suffix(e->d_name, ".sst")};
+        if (!(files[nf].name = sl__strdup(e->d_name))) {
+            rc = SL_ENOMEM;
+            break;
+        }
+        nf++;
+    }
+    closedir(d);
+    if (rc == SL_ENOMEM)
+        snprintf(err, cap, "out of memory listing RocksDB checkpoint directory %s", dir);
+    if (rc < 0) {
+        free_files(files, nf);
+        return rc;
+    }
+    *out = files;
+    *n = nf;
+    return 0;
+}
+
+/* Incremental: flushes the memtables and makes a RocksDB checkpoint (hard links) in a new
+ * directory of the working directory, lists its files and tells which SST files are
+ * already stored in shared storage; forgets stored files the database no longer has (SST
+ * files never come back once compacted away). Task thread. 0 or an error in err. */
+static int checkpoint_files(rdb *rb, rdb_snapshot *s, char *err, size_t cap)
+{
+    size_t n = strlen(rb->workdir) + 32;
+    if (!(s->dir = sl__malloc(n))) {
+        snprintf(err, cap, "out of memory");
+        return SL_ENOMEM;
+    }
+    snprintf(s->dir, n, "%s/snap-%" PRIu64, rb->workdir, ++rb->snap_seq);
+    char *e = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(rb->db, &e);
+    if (!e) {
+        /* log_size_for_flush 0: always flush (the write-ahead log is off) */
+        rocksdb_checkpoint_create(cp, s->dir, 0, &e);
+        rocksdb_checkpoint_object_destroy(cp);
+    }
+    if (e)
+        return rdb_fail(rb, e, "checkpoint", NULL, NULL, err, cap);
+    int rc = list_files(s->dir, &s->files, &s->nfiles, err, cap);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&rb->up_mu);
+    size_t kept = 0;
+    for (size_t u = 0; u < rb->nuploaded; u++) {
+        uploaded_file *f = &rb->uploaded[u];
+        size_t i = 0;
+        while (i < s->nfiles && strcmp(s->files[i].name, f->name))
+            i++;
+        if (i == s->nfiles) {
+            sl__free(f->name);
+            sl__free(f->shared);
+            continue;
+        }
+        if (!s->files[i].uploaded)
+            s->files[i].uploaded = sl__strdup(f->shared); /* NULL: stored again */
+        rb->uploaded[kept++] = *f;
+    }
+    rb->nuploaded = kept;
+    pthread_mutex_unlock(&rb->up_mu);
+    return 0;
+}
+
 static sl__keyed_snapshot *r_snapshot_begin(sl__keyed_backend *be)
 {
     rdb *rb = (rdb *)be;
-    rdb_snapshot *s = sl__malloc(sizeof *s + rb->nstates * sizeof(snap_state));
+    be->snap_err[0] = 0;
+    rdb_snapshot *s = sl__calloc(1, sizeof *s + rb->nstates * sizeof(snap_state));
     if (!s)
         return NULL;
     s->base.ops = &rdb_snapshot_ops;
@@ -1070,14 +1224,88 @@ static sl__keyed_snapshot *r_snapshot_begin(sl__keyed_backend *be)
     s->rb = rb;
     s->nstates = rb->nstates;
     snap_states(rb, s->states);
-    s->snap = rocksdb_create_snapshot(rb->db);
+    if (rb->incremental) {
+        if (checkpoint_files(rb, s, be->snap_err, sizeof be->snap_err) < 0) {
+            if (s->dir)
+                remove_tree(s->dir);
+            free_files(s->files, s->nfiles);
+            sl__free(s->dir);
+            sl__free(s);
+            return NULL;
+        }
+    } else {
+        s->snap = rocksdb_create_snapshot(rb->db);
+    }
     atomic_fetch_add(&rb->live_snapshots, 1);
     return &s->base;
+}
+
+static bool rs_files(sl__keyed_snapshot *base, const char **dir, const sl__snapshot_file **files,
+                     size_t *n)
+{
+    const rdb_snapshot *s = (const rdb_snapshot *)base;
+    if (!s->dir)
+        return false;
+    *dir = s->dir;
+    *files = s->files;
+    *n = s->nfiles;
+    return true;
+}
+
+static void note_uploaded(rdb *rb, const char *name, const char *shared)
+{
+    pthread_mutex_lock(&rb->up_mu);
+    size_t i = 0;
+    while (i < rb->nuploaded && strcmp(rb->uploaded[i].name, name))
+        i++;
+    char *sh = sl__strdup(shared);
+    if (i < rb->nuploaded) {
+        if (sh) {
+            sl__free(rb->uploaded[i].shared);
+            rb->uploaded[i].shared = sh;
+        }
+    } else if (sh) {
+        /* out of memory only means it is stored again next time */
+        char *nm = sl__strdup(name);
+        if (nm && rb->nuploaded == rb->cap_uploaded) {
+            size_t c = rb->cap_uploaded ? rb->cap_uploaded * 2 : 16;
+            uploaded_file *u = sl__realloc(rb->uploaded, c * sizeof *u);
+            if (u) {
+                rb->uploaded = u;
+                rb->cap_uploaded = c;
+            }
+        }
+        if (nm && rb->nuploaded < rb->cap_uploaded) {
+            rb->uploaded[rb->nuploaded++] = (uploaded_file){.name = nm, .shared = sh};
+        } else {
+            sl__free(nm);
+            sl__free(sh);
+        }
+    }
+    pthread_mutex_unlock(&rb->up_mu);
+}
+
+/* Also updates the snapshot's own list: a frozen snapshot (a finished task's) is stored
+ * again for later checkpoints, one at a time, and then references what it stored before. */
+static void rs_set_uploaded(sl__keyed_snapshot *base, const char *name, const char *shared)
+{
+    rdb_snapshot *s = (rdb_snapshot *)base;
+    note_uploaded(s->rb, name, shared);
+    for (size_t i = 0; i < s->nfiles; i++)
+        if (!strcmp(s->files[i].name, name)) {
+            char *sh = sl__strdup(shared);
+            if (sh) {
+                sl__free((char *)s->files[i].uploaded);
+                s->files[i].uploaded = sh;
+            }
+        }
 }
 
 static int rs_write_kg(sl__keyed_snapshot *base, int kg, sl__buf *out)
 {
     const rdb_snapshot *s = (const rdb_snapshot *)base;
+    if (s->dir)
+        return SL_EINVAL; /* made of files: see sl__keyed_snapshot_files */
     return write_kg_section(s->rb, s->states, s->nstates, s->snap, kg, out);
 }
 
@@ -1085,7 +1313,12 @@ static void rs_release(sl__keyed_snapshot *base)
 {
     rdb_snapshot *s = (rdb_snapshot *)base;
     rdb *rb = s->rb;
-    rocksdb_release_snapshot(rb->db, s->snap);
+    if (s->snap)
+        rocksdb_release_snapshot(rb->db, s->snap);
+    if (s->dir)
+        remove_tree(s->dir);
+    free_files(s->files, s->nfiles);
+    sl__free(s->dir);
     sl__free(s);
     atomic_fetch_sub(&rb->live_snapshots, 1);
 }
@@ -1093,6 +1326,8 @@ static void rs_release(sl__keyed_snapshot *base)
 static const sl__snapshot_ops rdb_snapshot_ops = {
     .write_kg = rs_write_kg,
     .release = rs_release,
+    .files = rs_files,
+    .set_uploaded = rs_set_uploaded,
 };
 
 /* ---- Restore ---------------------------------------------------------------------------- */
@@ -1161,7 +1396,7 @@ static int apply_kg(rdb *rb, int kg, const uint8_t *p, size_t len, char *err, si
         }
         rstate *rs = find_state(rb, (const char *)s.name, s.namelen);
         if (!rs) {
-            rs = new_state(rb, (const char *)s.name, s.namelen, s.kind, err, cap, &rc);
+            rs = new_state(rb, (const char *)s.name, s.namelen, s.kind, NULL, err, cap, &rc);
             if (!rs)
                 break;
             rc = 0;
@@ -1329,6 +1564,12 @@ static void rdb_destroy(sl__keyed_backend *be)
         rocksdb_cache_destroy(rb->cache);
     sl__arena_close(&rb->views);
     sl__free(rb->walk);
+    for (size_t i = 0; i < rb->nuploaded; i++) {
+        sl__free(rb->uploaded[i].name);
+        sl__free(rb->uploaded[i].shared);
+    }
+    sl__free(rb->uploaded);
+    pthread_mutex_destroy(&rb->up_mu);
     if (rb->workdir) {
         remove_tree(rb->workdir);
         SL_DEBUG("event=rocksdb_closed dir=%s", rb->workdir);
@@ -1431,6 +1672,7 @@ void sl__rocksdb_options_default(sl__rocksdb_options *o)
         .managed = true,
         .memory_size = 64 * (int64_t)MIB,
         .write_buffer_ratio = 0.5,
+        .incremental = false,
     };
 }
 
@@ -1443,6 +1685,7 @@ void sl__rocksdb_options_from_config(const sl__config *c, sl__rocksdb_options *o
     o->managed = sl__config_bool(c, "state.backend.rocksdb.memory.managed");
     o->memory_size = sl__config_memory(c, "state.backend.rocksdb.memory.fixed-per-subtask");
     o->write_buffer_ratio = sl__config_double(c, "state.backend.rocksdb.memory.write-buffer-ratio");
+    o->incremental = sl__config_bool(c, "state.backend.incremental");
 }
 
 bool sl__backend_is_rocksdb(const sl__keyed_backend *be)
@@ -1489,6 +1732,160 @@ int sl__rocksdb_backend_flush(sl__keyed_backend *be, char *err, size_t cap)
     return rc;
 }
 
+int sl__rocksdb_backend_scratch_dir(sl__keyed_backend *be, char **out, char *err, size_t cap)
+{
+    SL_ASSERT(sl__backend_is_rocksdb(be));
+    rdb *rb = (rdb *)be;
+    size_t n = strlen(rb->workdir) + 24;
+    char *d = sl__malloc(n);
+    if (!d) {
+        snprintf(err, cap, "out of memory");
+        return SL_ENOMEM;
+    }
+    snprintf(d, n, "%s/restore-XXXXXX", rb->workdir);
+    if (!mkdtemp(d)) {
+        snprintf(err, cap, "cannot create a restore directory in %s: %s", rb->workdir,
+                 strerror(errno));
+        sl__free(d);
+        return SL_EIO;
+    }
+    *out = d;
+    return 0;
+}
+
+/* Deletes key groups [from, to) from every entry of rs (to may be 65536). */
+static int delete_kgs(rdb *rb, rstate *rs, int from, int to, char *err, size_t cap)
+{
+    if (from >= to)
+        return 0;
+    uint8_t lo[KG_BYTES], hi[KG_BYTES + 16];
+    size_t hn = KG_BYTES;
+    put_kg(lo, from);
+    if (to < (1 << 16)) {
+        put_kg(hi, to);
+    } else {
+        memset(hi, 0xff, sizeof hi); /* above every key of the last key group */
+        hn = sizeof hi;
+    }
+    char *e = NULL;
+    rocksdb_delete_range_cf(rb->db, rb->wo, rs->cf, (const char *)lo, KG_BYTES, (const char *)hi,
+                            hn, &e);
+    return e ? rdb_fail(rb, e, "delete_range", rs->name, NULL, err, cap) : 0;
+}
+
+/* Opens the database in rb->dbdir with every column family it has and takes its states
+ * from the records in the default column family. */
+static int open_existing(rdb *rb, char *err, size_t cap)
+{
+    char *e = NULL;
+    size_t ncf = 0;
+    char **names = rocksdb_list_column_families(rb->opts, rb->dbdir, &ncf, &e);
+    if (e)
+        return rdb_fail(rb, e, "list column families", NULL, NULL, err, cap);
+    const rocksdb_options_t **cfo = sl__calloc(ncf ? ncf : 1, sizeof *cfo);
+    rocksdb_column_family_handle_t **h = sl__calloc(ncf ? ncf : 1, sizeof *h);
+    int rc = 0;
+    if (!cfo || !h) {
+        snprintf(err, cap, "out of memory opening %s", rb->dbdir);
+        rc = SL_ENOMEM;
+    } else {
+        for (size_t i = 0; i < ncf; i++)
+            cfo[i] = rb->opts;
+        rocksdb_options_set_error_if_exists(rb->opts, 0);
+        rb->db = rocksdb_open_column_families(rb->opts, rb->dbdir, (int)ncf,
+                                              (const char *const *)names, cfo, h, &e);
+        rocksdb_options_set_error_if_exists(rb->opts, 1);
+        if (e) {
+            rb->db = NULL;
+            rc = rdb_fail(rb, e, "open (restored)", NULL, NULL, err, cap);
+        }
+    }
+    size_t plen = sizeof CF_PREFIX - 1;
+    for (size_t i = 0; i < ncf && rb->db; i++) {
+        if (!strcmp(names[i], "default")) {
+            rocksdb_column_family_handle_destroy(h[i]);
+            continue;
+        }
+        size_t vlen = 0;
+        char *v = NULL;
+        if (rc == 0 && strncmp(names[i], CF_PREFIX, plen)) {
+            snprintf(err, cap,
+                     "the restored database %s has a column family \"%s\" that is no Sluice "
+                     "state",
+                     rb->dbdir, names[i]);
+            rc = SL_EFORMAT;
+        } else if (rc == 0) {
+            v = rocksdb_get(rb->db, rb->ro, names[i], strlen(names[i]), &vlen, &e);
+            if (e)
+                rc = rdb_fail(rb, e, "get (state record)", names[i] + plen, NULL, err, cap);
+            else if (!v || vlen != 1 || !sl__state_kind_name(v[0]) ||
+                     !strcmp(sl__state_kind_name(v[0]), "?")) {
+                snprintf(err, cap,
+                         "the restored database %s has no valid record of the kind of state "
+                         "\"%s\"",
+                         rb->dbdir, names[i] + plen);
+                rc = SL_EFORMAT;
+            }
+        }
+        rstate *rs = NULL;
+        if (rc == 0) {
+            int code;
+            rs = new_state(rb, names[i] + plen, strlen(names[i] + plen), (sl_state_kind)v[0], h[i],
+                           err, cap, &code);
+            if (!rs)
+                rc = code;
+        }
+        rocksdb_free(v);
+        if (!rs)
+            rocksdb_column_family_handle_destroy(h[i]);
+    }
+    sl__free(cfo);
+    sl__free(h);
+    rocksdb_list_column_families_destroy(names, ncf);
+    return rc;
+}
+
+int sl__rocksdb_backend_adopt(sl__keyed_backend *be, const char *dir, int keep_start, int keep_end,
+                              char *err, size_t cap)
+{
+    SL_ASSERT(sl__backend_is_rocksdb(be));
+    rdb *rb = (rdb *)be;
+    if (rb->nstates || atomic_load(&rb->live_snapshots)) {
+        snprintf(err, cap, "a RocksDB backend adopts a restored database only while empty");
+        return SL_EINVAL;
+    }
+    rocksdb_close(rb->db);
+    rb->db = NULL;
+    remove_tree(rb->dbdir);
+    if (rename(dir, rb->dbdir) < 0) {
+        snprintf(err, cap, "cannot move the restored database %s to %s: %s", dir, rb->dbdir,
+                 strerror(errno));
+        return SL_EIO;
+    }
+    int rc = open_existing(rb, err, cap);
+    if (keep_start < be->kg_start)
+        keep_start = be->kg_start;
+    if (keep_end > be->kg_end)
+        keep_end = be->kg_end;
+    for (size_t i = 0; i < rb->nstates && rc == 0; i++) {
+        rstate *rs = rb->states[i];
+        rc = delete_kgs(rb, rs, 0, keep_start, err, cap);
+        if (rc == 0)
+            rc = delete_kgs(rb, rs, keep_end, 1 << 16, err, cap);
+        for (int kg = keep_start; kg < keep_end; kg++)
+            rs->touched[kg - be->kg_start] = 1;
+    }
+    SL_DEBUG("event=rocksdb_adopted dir=%s states=%zu key_groups=[%d,%d) rc=%d", rb->dbdir,
+             rb->nstates, keep_start, keep_end, rc);
+    return rc;
+}
+
+void sl__rocksdb_backend_set_uploaded(sl__keyed_backend *be, const char *name, const char *shared)
+{
+    SL_ASSERT(sl__backend_is_rocksdb(be));
+    note_uploaded((rdb *)be, name, shared);
+}
+
 static const sl__backend_ops rdb_ops = {
     .name = "rocksdb",
     .destroy = rdb_destroy,
@@ -1530,6 +1927,8 @@ sl__keyed_backend *sl__rocksdb_backend_create(const sl__rocksdb_options *o, int 
         return NULL;
     }
     atomic_init(&rb->live_snapshots, 0);
+    pthread_mutex_init(&rb->up_mu, NULL);
+    rb->incremental = o->incremental;
     sl__arena_init(&rb->views);
     if (sl__keyed_backend_init(&rb->base, &rdb_ops, max_parallelism, kg_start, kg_end, key_schema) <
         0) {

@@ -9,7 +9,8 @@
  *
  *   <localdir>/sluice-<op uid>-<subtask>-<random>/db/   the database
  *
- * (later: sibling directories for local checkpoints). See rocksdb_backend.c for the key
+ * beside db/: snap-<N>/ (incremental snapshots, until released) and restore-XXXXXX/
+ * (files being restored). See rocksdb_backend.c for the key
  * layout, the memory budget and how errors are translated.
  *
  * Threads: as every backend, the task thread only; asynchronous snapshots as in state.h.
@@ -38,6 +39,9 @@ typedef struct sl__rocksdb_options {
     bool managed;
     int64_t memory_size;
     double write_buffer_ratio;
+    /* Snapshots are RocksDB checkpoints (sl__keyed_snapshot_files in state.h) instead of
+     * reads by key group (state.backend.incremental). */
+    bool incremental;
 } sl__rocksdb_options;
 
 /* Defaults of the configuration keys (docs/config.md): localdir NULL, managed, 64 MiB, a
@@ -79,5 +83,29 @@ void sl__rocksdb_backend_stats(sl__keyed_backend *be, sl__rocksdb_stats *out);
  * with a message in err naming the directory. (For tests now; a local checkpoint will
  * flush first.) */
 int sl__rocksdb_backend_flush(sl__keyed_backend *be, char *err, size_t cap);
+
+/* ---- Restoring from files (incremental checkpoints) --------------------------------------
+ *
+ * A restore puts the files of a checkpointed database into a fresh directory inside the
+ * backend's working directory (scratch_dir), never opening the checkpoint's own files for
+ * writing, and the backend adopts it as its database. */
+
+/* Creates an empty directory <workdir>/restore-XXXXXX and returns its path in *out (free
+ * with sl__free). 0, SL_ENOMEM or SL_EIO with a message. Task thread. */
+int sl__rocksdb_backend_scratch_dir(sl__keyed_backend *be, char **out, char *err, size_t cap);
+
+/* Replaces be's (empty: no state registered or restored yet) database by the one in dir (a
+ * directory of the working directory, moved into place), opens every column family, takes
+ * the states from their records, and deletes every key group outside [keep_start,
+ * keep_end) intersected with be's range (RocksDB delete_range). Registered states then
+ * find their entries; each is checked against its declaration on registration. 0, or
+ * SL_EINVAL (not empty), SL_EFORMAT (not a Sluice database), SL_EIO (RocksDB, naming the
+ * directory) with a message; after an error be must only be destroyed. Task thread. */
+int sl__rocksdb_backend_adopt(sl__keyed_backend *be, const char *dir, int keep_start, int keep_end,
+                              char *err, size_t cap);
+
+/* Records that SST file name of be's database is stored under shared name shared (a
+ * restored one, so the next incremental checkpoint need not store it again). Any thread. */
+void sl__rocksdb_backend_set_uploaded(sl__keyed_backend *be, const char *name, const char *shared);
 
 #endif
