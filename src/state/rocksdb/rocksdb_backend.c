@@ -1108,7 +1108,12 @@ static void free_files(sl__snapshot_file *files, size_t n)
     sl__free(files);
 }
 
-/* Lists the regular files of dir into *out (names and sizes; immutable for SST files).
+static int cmp_file_name(const void *a, const void *b)
+{
+    return strcmp(((const sl__snapshot_file *)a)->name, ((const sl__snapshot_file *)b)->name);
+}
+
+/* Lists the regular files of dir, sorted by name, into *out (names and sizes; immutable for SST files).
  * 0, or SL_EIO / SL_ENOMEM with a message in err. */
 static int list_files(const char *dir, sl__snapshot_file **out, size_t *n, char *err, size_t cap)
 {
@@ -1161,6 +1166,8 @@ static int list_files(const char *dir, sl__snapshot_file **out, size_t *n, char 
         free_files(files, nf);
         return rc;
     }
+    if (nf > 1)
+        qsort(files, nf, sizeof *files, cmp_file_name);
     *out = files;
     *n = nf;
     return 0;
