@@ -14,12 +14,15 @@ uint64_t sl__hash(const void *p, size_t len);
 
 static inline int sl__key_group(uint64_t hash, int max_parallelism)
 {
-    return (int)(hash % (uint64_t)max_parallelism);
+    uint64_t m = (uint64_t)max_parallelism;
+    /* the default (128) and most settings are powers of two: a mask instead of a division */
+    return (int)((m & (m - 1)) == 0 ? hash & (m - 1) : hash % m);
 }
 
 static inline int sl__key_group_owner(int key_group, int parallelism, int max_parallelism)
 {
-    return (int)((int64_t)key_group * parallelism / max_parallelism);
+    uint64_t scaled = (uint64_t)key_group * (uint64_t)parallelism, m = (uint64_t)max_parallelism;
+    return (int)((m & (m - 1)) == 0 ? scaled >> __builtin_ctzll(m) : scaled / m);
 }
 
 /* First key group of subtask i (inclusive); the end is the start of subtask i + 1. */

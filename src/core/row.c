@@ -265,11 +265,40 @@ size_t sl__row_size(const sl__schema *s, const sl_value *row)
     return n;
 }
 
+/* The serialized size of one non-null value. */
+static size_t value_size(const sl_value *v)
+{
+    switch (v->type) {
+    case SL_I64:
+    case SL_F64:
+        return 8;
+    case SL_BOOL:
+        return 1;
+    case SL_STR:
+    case SL_BYTES:
+        return sl__varint_size(v->u.s.len) + v->u.s.len;
+    case SL_NULL:
+        break;
+    }
+    return 0;
+}
+
+size_t sl__row_field_offset(const sl__schema *s, const sl_value *row, int f)
+{
+    size_t n = ((size_t)s->n + 7) / 8;
+    for (int i = 0; i < f; i++)
+        n += value_size(&row[i]);
+    return n;
+}
+
 uint8_t *sl__row_write(const sl__schema *s, const sl_value *row, uint8_t *p)
 {
     size_t nb = ((size_t)s->n + 7) / 8;
     uint8_t *bitmap = p;
-    memset(bitmap, 0, nb);
+    if (nb == 1) /* up to 8 fields: not worth a call to memset */
+        *bitmap = 0;
+    else
+        memset(bitmap, 0, nb);
     p += nb;
     for (int i = 0; i < s->n; i++) {
         const sl_value *v = &row[i];

@@ -113,11 +113,9 @@ static void enqueue(sl__channel *c, sl__entry e)
         pthread_cond_signal(&g->ready);
 }
 
-sl__buffer *sl__channel_reserve(sl__channel *c, size_t need)
+sl__buffer *sl__channel_reserve_slow(sl__channel *c, size_t need)
 {
     sl__buffer *b = c->cur;
-    if (b && b->cap - b->len >= need)
-        return b;
     sl__gate *g = c->gate;
     pthread_mutex_lock(&g->mu);
     if (b) {

@@ -46,8 +46,9 @@ typedef struct sl__gate sl__gate;
 
 typedef struct sl__channel {
     sl__gate *gate;
-    int index; /* in the gate */
-    int input; /* logical input of the consumer */
+    int index;  /* in the gate */
+    int input;  /* logical input of the consumer */
+    bool keyed; /* a HASH edge's: every record is framed with its key hash (ops.c) */
 
     /* Guarded by gate->mu: the queue and the free buffers. */
     sl__entry *queue;
@@ -81,13 +82,23 @@ struct sl__gate {
  * task's mail flag: when it is set, sl__gate_next returns so the task can read its mail. */
 sl__gate *sl__gate_create(int nchans, atomic_bool *cancelled, atomic_int *mail);
 void sl__gate_destroy(sl__gate *g); /* destroys its channels too */
-/* Creates channel index of gate g with nbufs buffers of buf_size bytes. */
+/* Creates channel index of gate g with nbufs buffers of buf_size bytes; keyed is false
+ * (the runtime sets it, before the producer starts, on the channels of HASH edges). */
 sl__channel *sl__channel_create(sl__gate *g, int index, int input, int nbufs, size_t buf_size);
+
+/* The part of sl__channel_reserve that pushes the current buffer and takes a free one. */
+sl__buffer *sl__channel_reserve_slow(sl__channel *c, size_t need);
 
 /* Producer: returns a buffer with at least need free bytes (need <= buf_size, or a larger
  * one is grown for a single oversized record), pushing the current one if it lacks room.
- * Returns NULL when the job is cancelled. */
-sl__buffer *sl__channel_reserve(sl__channel *c, size_t need);
+ * Returns NULL when the job is cancelled. Inline: most records fit the current buffer. */
+static inline sl__buffer *sl__channel_reserve(sl__channel *c, size_t need)
+{
+    sl__buffer *b = c->cur;
+    if (b && b->cap - b->len >= need)
+        return b;
+    return sl__channel_reserve_slow(c, need);
+}
 /* Producer: pushes the current buffer if it holds data. Returns 0 or -1 when cancelled. */
 int sl__channel_flush(sl__channel *c);
 /* Producer: flushes and sends an event. Returns 0 or -1 when cancelled. */

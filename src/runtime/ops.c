@@ -3,12 +3,14 @@
  * functions of sluice.h (sl_emit, sl_fail, state registration, ...) and the record writers
  * that partition and serialize rows into channels.
  *
- * Hot path per record: deserialize (runtime.c), compute the key when keyed (hash of the
- * serialized key row), set the backend's current key, call the user function, emit:
- * a chained operator is a direct call, a network output serializes into the channel's
+ * Hot path per record: deserialize (sl__op_process_buffer), compute the key when keyed (the
+ * serialized key row; its hash comes with the record from the producer, which hashed it to
+ * pick the channel), set the backend's current key, call the user function, emit: a
+ * chained operator is a direct call, a network output serializes into the channel's
  * current buffer. No allocation and no lock per record.
  */
 #include "core/alloc.h"
+#include "core/failpoint.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "runtime/runtime.h"
@@ -56,15 +58,17 @@ int sl__op_failed(sl_ctx *ctx, const char *callback, int rc)
 
 /* ---- keys -------------------------------------------------------------------------- */
 
-int sl__keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row, sl__key *out,
-                   int max_parallelism)
+int sl__keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row, const uint64_t *hash,
+                   sl__key *out, int max_parallelism)
 {
     const sl__key_spec *spec = k->spec;
-    if (!k->vals)
-        k->vals = sl__xcalloc((size_t)spec->schema->n, sizeof *k->vals);
+    const sl_value *vals;
     if (spec->field >= 0) {
-        k->vals[0] = row[spec->field];
+        vals = &row[spec->field]; /* the key row is that one field */
     } else {
+        if (!k->vals)
+            k->vals = sl__xcalloc((size_t)spec->schema->n, sizeof *k->vals);
+        vals = k->vals;
         for (int i = 0; i < spec->schema->n; i++)
             k->vals[i] = SL_NULLV;
         int rc = spec->fn.key(key_ctx, row, k->vals);
@@ -77,20 +81,45 @@ int sl__keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row, sl__key *
                            bad, sl__type_name(k->vals[bad].type), spec->schema->text,
                            sl__type_name(spec->schema->types[bad]));
     }
-    size_t n = sl__row_size(spec->schema, k->vals);
+    size_t n = sl__row_size(spec->schema, vals);
     if (n > k->cap) {
         k->cap = n < 64 ? 64 : n * 2;
         k->buf = sl__xrealloc(k->buf, k->cap);
     }
-    sl__row_write(spec->schema, k->vals, k->buf);
+    sl__row_write(spec->schema, vals, k->buf);
     out->bytes = k->buf;
     out->len = n;
-    out->hash = sl__hash(k->buf, n);
+    out->hash = hash ? *hash : sl__hash(k->buf, n);
     out->key_group = sl__key_group(out->hash, max_parallelism);
     return 0;
 }
 
 /* ---- writers ----------------------------------------------------------------------- */
+
+/*
+ * Records of a keyed channel (a HASH edge's, sl__channel.keyed) are framed as
+ *   u64 key hash (little-endian) | varint row length | row
+ * The producer has computed the key's hash to pick the channel; the consumer takes it from
+ * the frame instead of hashing the key again, and reads the hashes of the records ahead of
+ * the one it processes to prefetch their state (sl__op_process_buffer). Other channels
+ * carry bare rows back to back.
+ */
+
+static int write_keyed(sl__writer *w, sl__channel *ch, const sl_value *row, size_t n, uint64_t hash,
+                       sl__task *t)
+{
+    size_t head = 8 + sl__varint_size(n);
+    sl__buffer *b = sl__channel_reserve(ch, head + n);
+    if (!b)
+        return SL_ECANCELED;
+    uint8_t *p = b->data + b->len;
+    memcpy(p, &hash, 8); /* little-endian hosts only, as rows */
+    p = sl__varint_write(p + 8, n);
+    sl__row_write(w->schema, row, p);
+    b->len += head + n;
+    t->dirty = true;
+    return 0;
+}
 
 static int write_to(sl__writer *w, sl__channel *ch, const sl_value *row, size_t n, sl__task *t)
 {
@@ -117,12 +146,12 @@ static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
     }
     case SL_PART_HASH: {
         sl__key key;
-        int rc = sl__keyer_make(&w->keyer, w->key_ctx ? w->key_ctx : from, row, &key,
+        int rc = sl__keyer_make(&w->keyer, w->key_ctx ? w->key_ctx : from, row, NULL, &key,
                                 w->max_parallelism);
         if (rc < 0)
             return rc;
         int target = sl__key_group_owner(key.key_group, w->nchans, w->max_parallelism);
-        return write_to(w, w->chans[target], row, n, from->task);
+        return write_keyed(w, w->chans[target], row, n, key.hash, from->task);
     }
     case SL_PART_BROADCAST:
         for (int i = 0; i < w->nchans; i++) {
@@ -261,6 +290,14 @@ static int aggregate(sl_ctx *ctx, const sl_value *row)
     const sl__schema *s = n->schema;
     sl_value *cur = ctx->out_row;
     int f = n->agg_field;
+    if (n->agg == SL_AGG_SUM && row[f].type != SL_NULL) {
+        /* the usual case, a sum over a key seen before: add in place, no row round trip */
+        int added = sl__value_add(ctx->agg_state, f, &row[f], cur);
+        if (added < 0 || (added && is_batch(ctx)))
+            return added < 0 ? added : 0;
+        if (added)
+            return emit_checked(ctx, cur);
+    }
     int found = sl_value_get(ctx->agg_state, cur);
     if (found < 0)
         return found;
@@ -335,13 +372,14 @@ static int reduce(sl_ctx *ctx, const sl_value *row)
     return emit_state(ctx);
 }
 
-int sl__op_process(sl_ctx *ctx, int input, const sl_value *row)
+/* sl__op_process; key_hash, when not NULL, is the hash of row's key (from a keyed frame). */
+static int process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *key_hash)
 {
     const sl__node *n = ctx->node;
     int rc;
     if (ctx->kb && input == 0) {
         sl__key key;
-        rc = sl__keyer_make(&ctx->keyer, ctx->key_ctx ? ctx->key_ctx : ctx, row, &key,
+        rc = sl__keyer_make(&ctx->keyer, ctx->key_ctx ? ctx->key_ctx : ctx, row, key_hash, &key,
                             ctx->task->job->g->max_parallelism);
         if (rc < 0)
             return rc;
@@ -407,6 +445,85 @@ int sl__op_process(sl_ctx *ctx, int input, const sl_value *row)
     }
     sl__state_end_call(ctx->kb, ctx->os);
     return rc;
+}
+
+int sl__op_process(sl_ctx *ctx, int input, const sl_value *row)
+{
+    return process(ctx, input, row, NULL);
+}
+
+/* Reads the frame at p (keyed channels, above): the key hash, and the row's bounds. NULL
+ * when the frame is malformed. */
+static const uint8_t *read_frame(const uint8_t *p, const uint8_t *end, uint64_t *hash,
+                                 const uint8_t **row_end)
+{
+    uint64_t n;
+    if (end - p < 9)
+        return NULL;
+    memcpy(hash, p, 8);
+    p = sl__varint_read(p + 8, end, &n);
+    if (!p || n > (uint64_t)(end - p))
+        return NULL;
+    *row_end = p + n;
+    return p;
+}
+
+/* Distances, in records, at which sl__op_process_buffer prefetches the state of the
+ * records ahead: the table slot first, then (once the slot has arrived) the entry. */
+enum { AHEAD_SLOT = 16, AHEAD_ENTRY = 8 };
+
+/* Prefetches the state of the record framed at p (stage as sl__keyed_backend_prefetch) and
+ * returns the next frame; NULL at the end or on a malformed frame (which the processing
+ * loop then reports). */
+static const uint8_t *prefetch_frame(sl__keyed_backend *kb, const uint8_t *p, const uint8_t *end,
+                                     int stage)
+{
+    uint64_t hash;
+    const uint8_t *row_end;
+    if (!p || p >= end || !read_frame(p, end, &hash, &row_end))
+        return NULL;
+    sl__keyed_backend_prefetch(kb, hash, stage);
+    return row_end;
+}
+
+int sl__op_process_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b)
+{
+    int input = c->input;
+    const sl__schema *s = t->in_schema[input];
+    sl_value *row = t->in_row[input];
+    sl_ctx *head = t->ops[0];
+    const uint8_t *p = b->data, *end = b->data + b->len;
+    /* a keyed head's state is prefetched a few records ahead: a lookup in a large table
+     * otherwise waits for two cache misses (slot, entry) per record */
+    sl__keyed_backend *kb = c->keyed && input == 0 ? head->kb : NULL;
+    const uint8_t *slot_ahead = kb ? p : NULL, *entry_ahead = slot_ahead;
+    for (int i = 0; i < AHEAD_SLOT; i++)
+        slot_ahead = prefetch_frame(kb, slot_ahead, end, 0);
+    for (int i = 0; i < AHEAD_ENTRY; i++)
+        entry_ahead = prefetch_frame(kb, entry_ahead, end, 1);
+    while (p < end) {
+        uint64_t hash;
+        const uint8_t *row_end = end;
+        if (c->keyed) {
+            p = read_frame(p, end, &hash, &row_end);
+            slot_ahead = prefetch_frame(kb, slot_ahead, end, 0);
+            entry_ahead = prefetch_frame(kb, entry_ahead, end, 1);
+        }
+        if (p)
+            p = sl__row_read(s, p, row_end, row);
+        if (!p || (c->keyed && p != row_end)) {
+            sl__job_fail(t->job, SL_EFORMAT,
+                         "operator '%s' (subtask %d/%d): malformed record in input buffer",
+                         head->node->name, t->subtask + 1, head->parallelism);
+            return SL_EFORMAT;
+        }
+        if (sl__failpoint("task.record"))
+            return sl_fail(head, "failpoint task.record fired");
+        int rc = process(head, input, row, c->keyed ? &hash : NULL);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 static int emit_final(void *arg, const sl__key *key)

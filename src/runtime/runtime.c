@@ -140,29 +140,6 @@ static int run_source(sl__task *t)
     }
 }
 
-/* Deserializes and processes every record of a buffer. */
-static int process_buffer(sl__task *t, int input, const sl__buffer *b)
-{
-    const sl__schema *s = t->in_schema[input];
-    sl_value *row = t->in_row[input];
-    const uint8_t *p = b->data, *end = b->data + b->len;
-    while (p < end) {
-        p = sl__row_read(s, p, end, row);
-        if (!p) {
-            sl__job_fail(t->job, SL_EFORMAT,
-                         "operator '%s' (subtask %d/%d): malformed record in input buffer",
-                         t->ops[0]->node->name, t->subtask + 1, t->ops[0]->parallelism);
-            return SL_EFORMAT;
-        }
-        if (sl__failpoint("task.record"))
-            return sl_fail(t->ops[0], "failpoint task.record fired");
-        int rc = sl__op_process(t->ops[0], input, row);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
 static int run_inputs(sl__task *t)
 {
     while (t->nended < t->nchans) {
@@ -178,7 +155,7 @@ static int run_inputs(sl__task *t)
         }
         int rc = 0;
         if (e.kind == SL_EV_DATA) {
-            rc = process_buffer(t, c->input, e.buf);
+            rc = sl__op_process_buffer(t, c, e.buf);
             sl__gate_release(t->gate, c, e.buf);
             sl__arena_reset(&t->arena);
             if (rc == 0)
@@ -414,6 +391,7 @@ static int build_job(build *b, char *err, size_t cap)
                     int idx = part == SL_PART_FORWARD ? ci : ci + u;
                     w->chans[s] =
                         sl__channel_create(t->gate, idx, ed->input, job->nbufs, job->buf_size);
+                    w->chans[s]->keyed = part == SL_PART_HASH;
                     t->chans_per_input[ed->input]++;
                     t->in_schema[ed->input] = ed->from->schema;
                 }

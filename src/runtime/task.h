@@ -222,13 +222,18 @@ void sl__job_cancel(sl__job *job, int code, const char *msg);
 
 /* Delivers a row to a chained operator instance: the operator's processing by kind. */
 int sl__op_process(sl_ctx *ctx, int input, const sl_value *row);
+/* Task thread: deserializes every record of buffer b, which came through channel c, and
+ * delivers it to the task's head operator. Returns 0 or the first error (after failing the
+ * job: SL_EFORMAT for a malformed record). */
+int sl__op_process_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b);
 int sl__op_open(sl_ctx *ctx);
 int sl__op_end_input(sl_ctx *ctx);
 void sl__op_close(sl_ctx *ctx);
 
-/* Computes the key row and bytes of row into k; returns 0 or a negative code. */
-int sl__keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row, sl__key *out,
-                   int max_parallelism);
+/* Computes the key row and bytes of row into k; hash, when not NULL, is the key's hash
+ * (known from the record's frame), else it is computed. Returns 0 or a negative code. */
+int sl__keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row, const uint64_t *hash,
+                   sl__key *out, int max_parallelism);
 
 /* Flushes every partly filled output buffer of the task. */
 int sl__task_flush(sl__task *t);

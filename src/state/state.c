@@ -427,6 +427,8 @@ void sl__iter_release(sl_iter *it)
 
 void sl__iter_pool_release_all(sl__iter_pool *pool)
 {
+    if (!pool->open) /* the usual case, checked first: this runs after every record */
+        return;
     for (sl__iter_block *b = pool->blocks; b && pool->open; b = b->next)
         for (int i = 0; i < ITER_BLOCK; i++)
             sl__iter_release(&b->it[i]);
@@ -517,6 +519,13 @@ void sl__keyed_backend_set_key(sl__keyed_backend *be, const sl__key *key)
     be->key_epoch++;
     if (be->ops->release_views && !be->iters.open)
         be->ops->release_views(be);
+}
+
+void sl__keyed_backend_prefetch(sl__keyed_backend *be, uint64_t key_hash, int stage)
+{
+    int kg = sl__key_group(key_hash, be->max_parallelism);
+    if (be->ops->prefetch && kg >= be->kg_start && kg < be->kg_end)
+        be->ops->prefetch(be, key_hash, kg, stage);
 }
 
 const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be)
@@ -824,6 +833,30 @@ int sl_value_update(sl_state *st, const sl_value *row)
     if (rc < 0)
         return rc;
     return put_value(st, st->schema, row);
+}
+
+int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out)
+{
+    SL_ASSERT(st->kind == SL_STATE_VALUE && !st->readonly && delta->type == st->schema->types[f]);
+    uint8_t *p;
+    size_t n;
+    if (!st->ops->value_ref)
+        return 0;
+    int rc = st->ops->value_ref(st, &p, &n);
+    if (rc <= 0)
+        return rc;
+    if ((rc = read_row(st, st->schema, p, n, out)) < 0)
+        return rc;
+    sl_value *v = &out[f];
+    if (v->type == SL_NULL)
+        return 0;
+    if (v->type == SL_I64)
+        v->u.i64 = (int64_t)((uint64_t)v->u.i64 + (uint64_t)delta->u.i64);
+    else
+        v->u.f64 += delta->u.f64;
+    memcpy(p + sl__row_field_offset(st->schema, out, f), &v->u.i64, 8); /* as sl__row_write */
+    st->mod++;
+    return 1;
 }
 
 /* ---- LIST ------------------------------------------------------------------------------- */

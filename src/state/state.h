@@ -79,6 +79,12 @@ void sl__keyed_backend_destroy(sl__keyed_backend *be);
  * is open (RocksDB backend: its view arena is reset). */
 void sl__keyed_backend_set_key(sl__keyed_backend *be, const sl__key *key);
 const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be);
+/* A hint that a key of hash key_hash (sl__key.hash) is coming soon: starts loading the
+ * memory its lookup in each registered state will read, so that it is in cache by then.
+ * stage 0 fetches the table slot the lookup starts at; stage 1, issued later for the same
+ * key (once the slot has arrived), the entry that slot points to. Changes nothing; a hash
+ * outside the backend's key groups and a backend without the hint are ignored. */
+void sl__keyed_backend_prefetch(sl__keyed_backend *be, uint64_t key_hash, int stage);
 
 /* Registers a keyed state (see sl_keyed_state in sluice.h). ctx is passed to reduce and
  * aggregate callbacks and used for sl_fail() messages. Returns NULL after sl_fail(). */
@@ -141,6 +147,14 @@ int sl__keyed_snapshot_write_kg(sl__keyed_snapshot *s, int kg, sl__buf *out);
  * backend call, or by sl__keyed_backend_destroy (which must come after every release). */
 void sl__keyed_snapshot_release(sl__keyed_snapshot *s);
 
+/* For the runtime's sum aggregation, on its VALUE state st of the aggregation's schema: when
+ * the current scope holds a row whose field f is not null, adds delta (not null, of f's
+ * type: i64, wrapping, or f64) to that field in place, reads the updated row into out (as
+ * sl_value_get: views into state memory) and returns 1. Returns 0 and leaves the stored
+ * row as it was (out may have been overwritten) when the scope holds no row, or f is null in
+ * it, or the backend has no in-place update: the caller then reads and updates the row as
+ * usual. <0 on a state error (after sl_fail). Task thread. */
+int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out);
 /* ---- Snapshots made of files (RocksDB, state.backend.incremental) ------------------------
  *
  * An incremental RocksDB snapshot is a RocksDB checkpoint: a directory in the backend's

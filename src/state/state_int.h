@@ -142,6 +142,7 @@ typedef struct sl__slab {
     size_t left;                                   /* bytes left there */
     void *pages;                                   /* linked through each page's first word */
     size_t used;                                   /* bytes in blocks handed out */
+    size_t large; /* blocks above SL__SLAB_MAX handed out and not yet freed */
 } sl__slab;
 
 void sl__slab_init(sl__slab *s);
@@ -149,7 +150,9 @@ void sl__slab_init(sl__slab *s);
 void *sl__slab_alloc(sl__slab *s, size_t n, bool may_fail);
 /* Returns a block obtained with the same n. */
 void sl__slab_free(sl__slab *s, void *p, size_t n);
-/* Frees every page. Large blocks must have been freed already. */
+/* Frees every page, and with them every small block still handed out. Large blocks must
+ * have been freed already (large is 0): so when it is, blocks need not be freed one by one
+ * before. */
 void sl__slab_close(sl__slab *s);
 
 /* ---- Entry blobs (table.c) ---------------------------------------------------------------
@@ -217,14 +220,51 @@ void sl__ent_free(sl__slab *s, uint8_t *e);
  * load at most 3/4, removal by backward shift (no tombstones), so a probe ends at the first
  * empty slot. The home slot is the top bits of hash * 2^64/phi: it uses all bits of the
  * hash, since within one key group the low bits of the key hash are all alike. A table of
- * capacity 0 (slots NULL) is valid and empty. */
+ * capacity 0 (slots NULL) is valid and empty.
+ *
+ * A slot (sl__slot) is the entry's address with a tag in its top 16 bits: the top half of
+ * the entry's folded hash. User-space addresses of x86-64 and AArch64 fit in the low 48
+ * bits (checked when a slot is made). A probe compares the tag first and reads the entry
+ * only when it matches, so passing over other entries costs no memory access beyond the
+ * slot array (about one in 65536 mismatches reaches the entry). 0 is an empty slot. Read
+ * an entry's address with sl__slot_ent, never by a cast. */
+
+typedef uint64_t sl__slot;
+
+#define SL__SLOT_ADDR_BITS 48
+#define SL__SLOT_ADDR ((UINT64_C(1) << SL__SLOT_ADDR_BITS) - 1)
+
+/* The tag bits of a slot for an entry of folded hash h. */
+static inline sl__slot sl__slot_tag(uint32_t h)
+{
+    return (sl__slot)(h >> 16) << SL__SLOT_ADDR_BITS;
+}
+
+/* The entry a slot points to; NULL for an empty slot. */
+static inline uint8_t *sl__slot_ent(sl__slot s)
+{
+    return (uint8_t *)(uintptr_t)(s & SL__SLOT_ADDR);
+}
 
 typedef struct sl__htab {
-    uint8_t **slots;
+    sl__slot *slots;
     size_t mask;  /* capacity - 1, or 0 when slots is NULL */
     size_t count; /* entries */
     int shift;    /* 64 - log2(capacity) */
 } sl__htab;
+
+/* The entry at slot (which holds one). */
+static inline uint8_t *sl__htab_at(const sl__htab *t, size_t slot)
+{
+    return sl__slot_ent(t->slots[slot]);
+}
+
+/* Puts e at slot in place of the entry there, which has the same hash (a copy of it, or
+ * the same entry moved by a value update), keeping the slot's tag. */
+static inline void sl__htab_replace_at(sl__htab *t, size_t slot, uint8_t *e)
+{
+    t->slots[slot] = (t->slots[slot] & ~SL__SLOT_ADDR) | (sl__slot)(uintptr_t)e;
+}
 
 /* Finds the entry (hash, a, b). Returns true and its slot, or false and the slot where it
  * would be inserted (only meaningful when the table has capacity). */
@@ -234,6 +274,12 @@ bool sl__htab_find(const sl__htab *t, uint64_t hash, const void *a, size_t alen,
 /* Probe sequences started by sl__htab_find on this thread (tests count lookups). */
 extern _Thread_local uint64_t sl__htab_finds;
 #endif
+
+/* Prefetches for a coming sl__htab_find of hash: stage 0 the slot its probe starts at,
+ * stage 1 the entry of the first slot from there whose tag matches, looking along the probe
+ * run for at most 4 slots (this reads the slots, so issue stage 0 well before). Changes
+ * nothing. */
+void sl__htab_prefetch(const sl__htab *t, uint64_t hash, int stage);
 
 /* Makes room for one more entry. Returns 1 when the table was (re)allocated, so slots
  * found before are stale, 0 when nothing moved, SL_ENOMEM (only when may_fail). */
@@ -361,6 +407,10 @@ typedef struct sl__state_ops {
     /* VALUE, REDUCING, AGGREGATING: the serialized row. 1 found, 0 absent, <0 error. */
     int (*value_get)(sl_state *st, const uint8_t **p, size_t *n);
     int (*value_put)(sl_state *st, const uint8_t *p, size_t n); /* 0 or <0 */
+    /* Optional, VALUE: the stored row, writable in place (as value_get, but a backend with
+     * copy-on-write snapshots has first given the scope an entry of its own), for an
+     * update that keeps its size. 1 found, 0 absent, <0 error. */
+    int (*value_ref)(sl_state *st, uint8_t **p, size_t *n);
     /* LIST: the elements (varint length + row each). 1 non-empty, 0 empty, <0 error. */
     int (*list_get)(sl_state *st, const uint8_t **p, size_t *n);
     int (*list_append)(sl_state *st, const uint8_t *p, size_t n, size_t count);
@@ -451,6 +501,8 @@ typedef struct sl__backend_ops {
      * every call into user code, in both cases only while no iterator of the backend is
      * open; the backend may also call it itself before a write, on the same condition. */
     void (*release_views)(sl__keyed_backend *be);
+    /* Optional: sl__keyed_backend_prefetch for key_group (in the backend's range). */
+    void (*prefetch)(sl__keyed_backend *be, uint64_t key_hash, int key_group, int stage);
 } sl__backend_ops;
 
 /* Every backend's snapshot starts with this; kg_start/kg_end are the backend's range (the

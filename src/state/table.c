@@ -53,8 +53,10 @@ void *sl__slab_alloc(sl__slab *s, size_t n, bool may_fail)
     n = round_grain(n ? n : 1);
     if (n > SL__SLAB_MAX) {
         void *p = may_fail ? sl__malloc(n) : sl__xmalloc(n);
-        if (p)
+        if (p) {
             s->used += n;
+            s->large++;
+        }
         return p;
     }
     size_t c = n / SL__SLAB_GRAIN;
@@ -95,6 +97,8 @@ void sl__slab_free(sl__slab *s, void *p, size_t n)
     SL_ASSERT(s->used >= n);
     s->used -= n;
     if (n > SL__SLAB_MAX) {
+        SL_ASSERT(s->large > 0);
+        s->large--;
         sl__free(p);
         return;
     }
@@ -221,6 +225,14 @@ static inline uint32_t ent_hash(const uint8_t *e)
     return h;
 }
 
+/* The slot for entry e: its address and the tag of its hash. */
+static inline sl__slot make_slot(const uint8_t *e)
+{
+    uintptr_t a = (uintptr_t)e;
+    SL_ASSERT((uint64_t)a <= SL__SLOT_ADDR);
+    return sl__slot_tag(ent_hash(e)) | (sl__slot)a;
+}
+
 static inline bool ent_is(const uint8_t *e, const void *a, size_t alen, const void *b, size_t blen)
 {
     size_t ea, eb, ev;
@@ -251,15 +263,45 @@ bool sl__htab_find(const sl__htab *t, uint64_t hash64, const void *a, size_t ale
         return false;
     }
     uint32_t hash = sl__ent_hash32(hash64);
+    sl__slot tag = sl__slot_tag(hash);
     for (size_t i = home(t, hash);; i = (i + 1) & t->mask) {
-        const uint8_t *e = t->slots[i];
-        if (!e) {
+        sl__slot s = t->slots[i];
+        if (!s) {
             *slot = i;
             return false;
         }
+        if ((s & ~SL__SLOT_ADDR) != tag)
+            continue;
+        const uint8_t *e = sl__slot_ent(s);
         if (ent_hash(e) == hash && ent_is(e, a, alen, b, blen)) {
             *slot = i;
             return true;
+        }
+    }
+}
+
+/* Slots sl__htab_prefetch looks at for the entry. */
+enum { PREFETCH_PROBE = 4 };
+
+void sl__htab_prefetch(const sl__htab *t, uint64_t hash64, int stage)
+{
+    if (!t->slots)
+        return;
+    uint32_t hash = sl__ent_hash32(hash64);
+    size_t i = home(t, hash);
+    if (stage == 0) {
+        __builtin_prefetch(&t->slots[i]);
+        return;
+    }
+    /* the entry is the first one whose tag matches, within the probe run */
+    sl__slot tag = sl__slot_tag(hash);
+    for (size_t n = 0; n < PREFETCH_PROBE; n++, i = (i + 1) & t->mask) {
+        sl__slot s = t->slots[i];
+        if (!s)
+            return;
+        if ((s & ~SL__SLOT_ADDR) == tag) {
+            __builtin_prefetch(sl__slot_ent(s));
+            return;
         }
     }
 }
@@ -273,7 +315,7 @@ int sl__htab_reserve_n(sl__htab *t, size_t extra, bool may_fail)
     while ((t->count + extra) * 4 > ncap * 3)
         ncap *= 2;
     SL_ASSERT(ncap > cap);
-    uint8_t **slots = may_fail ? sl__calloc(ncap, sizeof *slots) : sl__xcalloc(ncap, sizeof *slots);
+    sl__slot *slots = may_fail ? sl__calloc(ncap, sizeof *slots) : sl__xcalloc(ncap, sizeof *slots);
     if (!slots)
         return SL_ENOMEM;
     sl__htab nt = {.slots = slots,
@@ -281,13 +323,13 @@ int sl__htab_reserve_n(sl__htab *t, size_t extra, bool may_fail)
                    .count = t->count,
                    .shift = 64 - __builtin_ctzll((unsigned long long)ncap)};
     for (size_t i = 0; i < cap; i++) {
-        uint8_t *e = t->slots[i];
-        if (!e)
+        sl__slot s = t->slots[i];
+        if (!s)
             continue;
-        size_t j = home(&nt, ent_hash(e));
+        size_t j = home(&nt, ent_hash(sl__slot_ent(s)));
         while (slots[j])
             j = (j + 1) & nt.mask;
-        slots[j] = e;
+        slots[j] = s;
     }
     sl__free(t->slots);
     *t = nt;
@@ -301,7 +343,7 @@ int sl__htab_reserve(sl__htab *t, bool may_fail)
 
 void sl__htab_insert_at(sl__htab *t, size_t slot, uint8_t *e)
 {
-    t->slots[slot] = e;
+    t->slots[slot] = make_slot(e);
     t->count++;
 }
 
@@ -310,18 +352,18 @@ void sl__htab_remove_at(sl__htab *t, size_t i)
     size_t j = i;
     for (;;) {
         j = (j + 1) & t->mask;
-        uint8_t *e = t->slots[j];
-        if (!e)
+        sl__slot s = t->slots[j];
+        if (!s)
             break;
-        /* e may move back to the hole at i unless its home lies cyclically in (i, j]. */
-        size_t k = home(t, ent_hash(e));
+        /* s may move back to the hole at i unless its home lies cyclically in (i, j]. */
+        size_t k = home(t, ent_hash(sl__slot_ent(s)));
         bool stays = j > i ? (k > i && k <= j) : (k > i || k <= j);
         if (!stays) {
-            t->slots[i] = e;
+            t->slots[i] = s;
             i = j;
         }
     }
-    t->slots[i] = NULL;
+    t->slots[i] = 0;
     t->count--;
 }
 
@@ -332,7 +374,7 @@ uint8_t *sl__htab_next(const sl__htab *t, size_t *pos)
     for (size_t i = *pos; i <= t->mask; i++) {
         if (t->slots[i]) {
             *pos = i + 1;
-            return t->slots[i];
+            return sl__slot_ent(t->slots[i]);
         }
     }
     *pos = t->mask + 1;
@@ -353,7 +395,7 @@ int sl__kv_get(const sl__htab *t, const uint8_t *k, size_t kn, const uint8_t **v
     if (!t->count || !sl__htab_find(t, sl__hash(k, kn), k, kn, NULL, 0, &slot))
         return 0;
     sl__ent x;
-    sl__ent_view(t->slots[slot], &x);
+    sl__ent_view(sl__htab_at(t, slot), &x);
     *v = x.v;
     *vn = x.vlen;
     return 1;
@@ -365,10 +407,10 @@ int sl__kv_put(sl__htab *t, sl__slab *s, const uint8_t *k, size_t kn, const uint
     uint64_t h = sl__hash(k, kn);
     size_t slot;
     if (sl__htab_find(t, h, k, kn, NULL, 0, &slot)) {
-        uint8_t *e = sl__ent_set_value(s, t->slots[slot], v, vn, may_fail);
+        uint8_t *e = sl__ent_set_value(s, sl__htab_at(t, slot), v, vn, may_fail);
         if (!e)
             return SL_ENOMEM;
-        t->slots[slot] = e;
+        sl__htab_replace_at(t, slot, e);
         return 0;
     }
     int rc = sl__htab_reserve(t, may_fail);
@@ -388,7 +430,7 @@ int sl__kv_remove(sl__htab *t, sl__slab *s, const uint8_t *k, size_t kn)
     size_t slot;
     if (!t->count || !sl__htab_find(t, sl__hash(k, kn), k, kn, NULL, 0, &slot))
         return 0;
-    uint8_t *e = t->slots[slot];
+    uint8_t *e = sl__htab_at(t, slot);
     sl__htab_remove_at(t, slot);
     sl__ent_free(s, e);
     return 1;
@@ -409,14 +451,14 @@ int sl__kv_copy(sl__htab *dst, const sl__htab *src, sl__slab *s, bool may_fail)
     if (!src->slots)
         return 0;
     size_t cap = src->mask + 1;
-    uint8_t **slots = may_fail ? sl__calloc(cap, sizeof *slots) : sl__xcalloc(cap, sizeof *slots);
+    sl__slot *slots = may_fail ? sl__calloc(cap, sizeof *slots) : sl__xcalloc(cap, sizeof *slots);
     if (!slots)
         return SL_ENOMEM;
     *dst = *src;
     dst->slots = slots;
     /* Entries are self-contained blobs: a byte copy is a valid entry at the same slot. */
     for (size_t i = 0; i < cap; i++) {
-        const uint8_t *e = src->slots[i];
+        const uint8_t *e = sl__slot_ent(src->slots[i]);
         if (!e)
             continue;
         sl__ent x;
@@ -426,12 +468,12 @@ int sl__kv_copy(sl__htab *dst, const sl__htab *src, sl__slab *s, bool may_fail)
             dst->count = 0;
             for (size_t j = 0; j < i; j++)
                 if (slots[j])
-                    sl__ent_free(s, slots[j]);
+                    sl__ent_free(s, sl__slot_ent(slots[j]));
             sl__htab_close(dst);
             return SL_ENOMEM;
         }
         memcpy(ne, e, x.size);
-        slots[i] = ne;
+        slots[i] = make_slot(ne);
     }
     return 0;
 }

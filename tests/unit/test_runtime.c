@@ -176,6 +176,27 @@ TEST(key_selector_and_min_max)
     sl_env_destroy(env);
 }
 
+/* sum adds in place in state when the key has a non-null sum; the other cases (first row,
+ * a null in the row or in the sum so far) take the general path: both must agree */
+TEST(sum_with_nulls_keeps_the_first_rows_fields)
+{
+    sl_env *env = env_with("-p", "2");
+    sl_value rows[] = {sl_str("a"), SL_NULLV,  sl_str("p"), sl_str("a"), SL_F64(2.5), sl_str("q"),
+                       sl_str("a"), SL_NULLV,  sl_str("r"), sl_str("a"), SL_F64(1.5), sl_str("s"),
+                       sl_str("b"), SL_F64(1), sl_str("x"), sl_str("b"), SL_F64(2),   sl_str("y")};
+    sl_stream *in = sl_from_rows(env, "k:str,v:f64,tag:str", rows, 6);
+    collected *c = collect(sl_sum(sl_key_by(in, 0), 1));
+    CHECK_EQ_INT(sl_execute(env, "sum_nulls"), 0);
+    CHECK_EQ_INT(c->n, 6);
+    CHECK_EQ_INT(has_line(c, "(a,null,p)"), 1);
+    CHECK_EQ_INT(has_line(c, "(a,2.5,p)"), 2);
+    CHECK_EQ_INT(has_line(c, "(a,4.0,p)"), 1);
+    CHECK_EQ_INT(has_line(c, "(b,1.0,x)"), 1);
+    CHECK_EQ_INT(has_line(c, "(b,3.0,x)"), 1);
+    collected_free(c);
+    sl_env_destroy(env);
+}
+
 /* ---- chaining and partitioning ----------------------------------------------------- */
 
 static _Atomic long map_tid, filter_tid, sink_tid;
@@ -439,6 +460,7 @@ int main(int argc, char **argv)
 {
     return RUN_TESTS(argc, argv, sum_streaming_p1, sum_streaming_p4, sum_batch_p3_emits_final_only,
                      automatic_mode_is_batch_for_bounded_sources, key_selector_and_min_max,
+                     sum_with_nulls_keeps_the_first_rows_fields,
                      forward_edges_chain_rebalance_does_not, rebalance_spreads_and_union_merges,
                      wider_producer_feeds_narrower_consumer, user_error_names_operator_and_subtask,
                      emitting_the_wrong_type_fails_with_the_schema, builder_errors_are_clear,

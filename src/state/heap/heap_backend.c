@@ -25,7 +25,10 @@
  * keeps a one-entry cache of the last lookup (found or not, with the slot), valid while
  * the current key, the state's namespace and the table layout are unchanged, so the usual
  * get-then-update does one hash lookup. "Layout" counts events that move entries between
- * slots (table growth, removal by backward shift, restore).
+ * slots (table growth, removal by backward shift, restore). A slot holds the entry's
+ * address and a 16-bit tag of its hash (state_int.h), so a probe reads only the entries
+ * likely to match; sl__keyed_backend_prefetch loads the slot and then the entry of a key a
+ * few records before its lookup (h_prefetch).
  *
  * Copy-on-write snapshots (state.h), after Flink's CopyOnWriteStateMap. The backend has a
  * version, bumped by every snapshot_begin; the snapshot takes the new value. Every entry
@@ -58,13 +61,16 @@
  * A deferred entry removed while the backend was at version c and written at version v is
  * reachable exactly from the live snapshots with v < version <= c. Deferred entries wait
  * in chunks by c and are freed when no such snapshot is live any more. release() may run
- * on any thread: it frees the snapshot's slot copy and pushes the snapshot onto an atomic
- * stack (release order); the task thread takes the stack (acquire) at its next snapshot
- * call (begin, or a write that meets an entry below cow_below) or backend call (snapshot,
- * restore, for_each_key, stats, destroy), drops the snapshots from its live list, lowers
- * cow_below and frees the deferred entries that nothing reaches now. No lock and no
- * atomic operation is on the per-record path. The version is 32 bits: when it would wrap,
- * begin() declines while a snapshot is live and otherwise first resets every entry's
+ * on any thread: it pushes the snapshot onto an atomic stack (release order); the task
+ * thread takes the stack (acquire) at its next snapshot call (begin, or a write that meets
+ * an entry below cow_below) or backend call (snapshot, restore, for_each_key, stats,
+ * destroy), drops the snapshots from its live list, keeps the largest slot copy for the
+ * next begin() (whose copy then goes to memory already mapped instead of faulting in fresh
+ * pages while the task waits), lowers cow_below, and starts a walk that frees the deferred
+ * entries nothing reaches now, RECLAIM_PER_WRITE of them per write from then on (all at
+ * once for stats and destroy), so that a release costs the task thread no stall. No lock
+ * and no atomic operation is on the per-record path. The version is 32 bits: when it would
+ * wrap, begin() declines while a snapshot is live and otherwise first resets every entry's
  * version to 0 (once in 2^32 checkpoints).
  */
 #include "core/alloc.h"
@@ -126,14 +132,24 @@ typedef struct heap_backend {
     size_t nlive;
     dchunk *deferred; /* newest first */
     size_t ndeferred;
+    /* The walk over `deferred` that frees what no live snapshot reaches any more, a few
+     * items per write (reclaim_step): the link to the chunk being walked (NULL when no
+     * walk is on), the items of that chunk looked at and kept so far, and whether a
+     * snapshot was released since the walk began (it then starts again at the end). */
+    dchunk **walk;
+    uint32_t walk_i, walk_kept;
+    bool walk_again;
     /* Released snapshots: pushed by the releasing threads (release order), taken whole by
      * the task thread (acquire) in collect(). */
     _Atomic(heap_snapshot *) released;
+    /* A released snapshot's slot copy, for the next begin() (task thread). */
+    sl__slot *spare;
+    size_t spare_cap;
 } heap_backend;
 
 /* One (state, key group) table as a snapshot sees it. */
 typedef struct snap_table {
-    uint8_t *const *slots; /* NULL when the table was empty */
+    const sl__slot *slots; /* NULL when the table was empty */
     size_t cap, count;
 } snap_table;
 
@@ -143,8 +159,8 @@ typedef struct snap_state {
 } snap_state;
 
 /* A snapshot. Written by begin() on the task thread, read by write_kg on any one thread;
- * immutable until release() (on any thread) frees `slots` and pushes it on `released`;
- * then the task thread frees the rest. */
+ * immutable until release() (on any thread) pushes it on `released`; then the task thread
+ * frees it, or keeps `slots` as the backend's spare. */
 struct heap_snapshot {
     sl__keyed_snapshot base;
     heap_backend *hb;
@@ -152,7 +168,8 @@ struct heap_snapshot {
     size_t nstates, nkg;
     snap_state *states;   /* nstates */
     snap_table *tabs;     /* [state * nkg + key group - kg_start] */
-    uint8_t **slots;      /* one buffer holding every copied slot array */
+    sl__slot *slots;      /* one buffer holding every copied slot array */
+    size_t slots_cap;     /* its capacity, in slots */
     heap_snapshot *next;  /* the backend's live list: the task thread only */
     heap_snapshot *rnext; /* the released stack: the releasing thread writes it */
 };
@@ -230,19 +247,34 @@ static void defer(heap_backend *hb, int kind, uint8_t *e)
         d->epoch = hb->version;
         d->n = 0;
         hb->deferred = d;
+        if (hb->walk == &hb->deferred) /* the walk stays on the chunk it is in */
+            hb->walk = &d->next;
     }
     d->items[d->n++] = (uintptr_t)e | def_class(kind);
     hb->ndeferred++;
 }
 
-/* Frees every deferred entry that no live snapshot reaches: one removed at epoch c and
- * written at version v is reachable from the live snapshots with v < version <= c, i.e.
- * when v is below m, the highest live version not above c. */
-static void reclaim(heap_backend *hb)
+/* Deferred entries freed per write while a walk is on: after a snapshot is released the
+ * entries it kept (millions in a large state) are freed along with the task's own work
+ * instead of in one stall of the task thread. */
+enum { RECLAIM_PER_WRITE = 16 };
+
+/* Frees deferred entries that no live snapshot reaches, looking at up to budget of them,
+ * from where the walk stands. One removed at epoch c and written at version v is reachable
+ * from the live snapshots with v < version <= c, i.e. when v is below m, the highest live
+ * version not above c. What a walk finds free stays free (m only drops as snapshots are
+ * released; a snapshot begun later has a version above every chunk's epoch), so the walk
+ * may stop anywhere and go on at a later write. The chunk being walked is compacted as it
+ * goes: items [walk_kept, walk_i) are holes, and defer() may still append to it. */
+static void reclaim_step(heap_backend *hb, size_t budget)
 {
-    dchunk **dp = &hb->deferred;
-    while (*dp) {
-        dchunk *d = *dp;
+    while (hb->walk && budget) {
+        dchunk *d = *hb->walk;
+        if (!d) {
+            hb->walk = hb->walk_again ? &hb->deferred : NULL;
+            hb->walk_again = false;
+            continue;
+        }
         uint32_t m = 0;
         for (const heap_snapshot *s = hb->live; s; s = s->next) {
             if (s->version <= d->epoch) {
@@ -250,27 +282,53 @@ static void reclaim(heap_backend *hb)
                 break;
             }
         }
-        uint32_t kept = 0;
-        for (uint32_t i = 0; i < d->n; i++) {
-            uintptr_t item = d->items[i];
+        for (; hb->walk_i < d->n && budget; budget--) {
+            uintptr_t item = d->items[hb->walk_i++];
             if (sl__ent_version((const uint8_t *)(item & ~(uintptr_t)3)) < m)
-                d->items[kept++] = item;
+                d->items[hb->walk_kept++] = item;
             else
                 free_deferred(hb, item);
         }
-        d->n = kept;
-        if (kept) {
-            dp = &d->next;
+        if (hb->walk_i < d->n)
+            break;
+        d->n = hb->walk_kept;
+        hb->walk_i = hb->walk_kept = 0;
+        if (d->n) {
+            hb->walk = &d->next;
         } else {
-            *dp = d->next;
+            *hb->walk = d->next;
             sl__free(d);
         }
     }
 }
 
+/* Starts a walk over the deferred entries, or has the one on start again when it ends. */
+static void reclaim_start(heap_backend *hb)
+{
+    if (hb->walk)
+        hb->walk_again = true;
+    else
+        hb->walk = &hb->deferred;
+}
+
+/* Frees at once every deferred entry that no live snapshot reaches. */
+static void reclaim_all(heap_backend *hb)
+{
+    reclaim_step(hb, SIZE_MAX); /* ends the walk on, if any */
+    reclaim_start(hb);
+    reclaim_step(hb, SIZE_MAX);
+}
+
+/* The write paths' share of a walk: a predictable branch while none is on. */
+static inline void reclaim_some(heap_backend *hb)
+{
+    if (__builtin_expect(hb->walk != NULL, 0))
+        reclaim_step(hb, RECLAIM_PER_WRITE);
+}
+
 /* Takes the snapshots released since the last call off the live list, lowers cow_below and
- * frees what no live snapshot reaches any more. Task thread; cheap when nothing was
- * released (one atomic load). */
+ * starts freeing what no live snapshot reaches any more (reclaim_step, spread over the
+ * writes that follow). Task thread; cheap when nothing was released (one atomic load). */
 static void collect(heap_backend *hb)
 {
     if (!atomic_load_explicit(&hb->released, memory_order_relaxed))
@@ -284,11 +342,19 @@ static void collect(heap_backend *hb)
             lp = &(*lp)->next;
         *lp = r->next;
         hb->nlive--;
+        if (r->slots_cap > hb->spare_cap) {
+            sl__free(hb->spare);
+            hb->spare = r->slots;
+            hb->spare_cap = r->slots_cap;
+        } else {
+            sl__free(r->slots);
+        }
         sl__free(r);
         r = next;
     }
     hb->cow_below = hb->live ? hb->live->version : 0;
-    reclaim(hb);
+    reclaim_start(hb);
+    reclaim_step(hb, RECLAIM_PER_WRITE);
 }
 
 /* True when a live snapshot may reach e, so e must be neither written nor freed. The hot
@@ -350,15 +416,19 @@ static hstate *new_state(heap_backend *hb, const char *name, size_t len, sl_stat
     return hs;
 }
 
+/* Frees a state's tables and entries as the backend is destroyed. Entries that own nothing
+ * but their slab block are left to sl__slab_close, which frees their pages without reading
+ * each entry (millions of cache misses at the end of a job with a large state). */
 static void free_state(heap_backend *hb, hstate *hs)
 {
+    bool walk = !is_valuelike(hs->kind) || hb->slab.large;
     for (size_t i = 0; i < nkg(hb); i++) {
         sl__htab *t = hs->kg[i];
         if (!t)
             continue;
         size_t p = 0;
         uint8_t *e;
-        while ((e = sl__htab_next(t, &p)))
+        while (walk && (e = sl__htab_next(t, &p)))
             free_entry(hb, hs->kind, e);
         sl__htab_close(t);
         sl__free(t);
@@ -401,7 +471,7 @@ static void locate(sl_state *st, pos *at)
 
 static uint8_t *entry_at(const pos *at)
 {
-    return at->tab->slots[at->slot];
+    return sl__htab_at(at->tab, at->slot);
 }
 
 /* Inserts a new entry for the current scope (which locate found absent) with value v. */
@@ -452,7 +522,7 @@ static uint8_t *replace_entry(heap_backend *hb, int kind, const pos *at, const v
     sl__ent_view(e, &x);
     uint8_t *ne = sl__ent_make(&hb->slab, x.hash, x.a, x.alen, x.b, x.blen, v, vlen, false);
     sl__ent_set_version(ne, hb->version);
-    at->tab->slots[at->slot] = ne;
+    sl__htab_replace_at(at->tab, at->slot, ne);
     defer(hb, kind, e);
     return ne;
 }
@@ -478,6 +548,7 @@ static int h_value_get(sl_state *st, const uint8_t **p, size_t *n)
 
 static int h_value_put(sl_state *st, const uint8_t *p, size_t n)
 {
+    reclaim_some((heap_backend *)st->be);
     pos at;
     locate(st, &at);
     if (at.found) {
@@ -486,11 +557,31 @@ static int h_value_put(sl_state *st, const uint8_t *p, size_t n)
         if (cow(hb, e))
             replace_entry(hb, st->kind, &at, p, n);
         else
-            at.tab->slots[at.slot] = sl__ent_set_value(&hb->slab, e, p, n, false);
+            sl__htab_replace_at(at.tab, at.slot, sl__ent_set_value(&hb->slab, e, p, n, false));
     } else {
         insert(st, &at, p, n);
     }
     return 0;
+}
+
+static int h_value_ref(sl_state *st, uint8_t **p, size_t *n)
+{
+    reclaim_some((heap_backend *)st->be);
+    pos at;
+    locate(st, &at);
+    if (!at.found)
+        return 0;
+    heap_backend *hb = (heap_backend *)st->be;
+    uint8_t *e = entry_at(&at);
+    sl__ent x;
+    sl__ent_view(e, &x);
+    if (cow(hb, e)) {
+        e = replace_entry(hb, st->kind, &at, x.v, x.vlen);
+        sl__ent_view(e, &x);
+    }
+    *p = x.v;
+    *n = x.vlen;
+    return 1;
 }
 
 static int h_list_get(sl_state *st, const uint8_t **p, size_t *n)
@@ -507,6 +598,7 @@ static int h_list_get(sl_state *st, const uint8_t **p, size_t *n)
 
 static void list_write(sl_state *st, const uint8_t *p, size_t n, size_t count, bool replace)
 {
+    reclaim_some((heap_backend *)st->be);
     pos at;
     locate(st, &at);
     if (at.found) {
@@ -560,6 +652,7 @@ static sl__htab *copy_map(heap_backend *hb, const pos *at)
 static int h_map_put(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
 {
     heap_backend *hb = (heap_backend *)st->be;
+    reclaim_some(hb);
     pos at;
     locate(st, &at);
     sl__htab *m;
@@ -577,6 +670,7 @@ static int h_map_put(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v
 static int h_map_remove(sl_state *st, const uint8_t *k, size_t kn)
 {
     heap_backend *hb = (heap_backend *)st->be;
+    reclaim_some(hb);
     pos at;
     locate(st, &at);
     if (!at.found)
@@ -616,6 +710,7 @@ static int h_map_iter_open(sl_state *st, sl_iter *it)
 
 static int h_clear(sl_state *st)
 {
+    reclaim_some((heap_backend *)st->be);
     pos at;
     locate(st, &at);
     if (!at.found)
@@ -627,6 +722,7 @@ static int h_clear(sl_state *st)
 static const sl__state_ops heap_state_ops = {
     .value_get = h_value_get,
     .value_put = h_value_put,
+    .value_ref = h_value_ref,
     .list_get = h_list_get,
     .list_append = h_list_append,
     .list_set = h_list_set,
@@ -670,11 +766,12 @@ static void h_destroy(sl__keyed_backend *be)
     heap_backend *hb = (heap_backend *)be;
     collect(hb);
     SL_ASSERT(!hb->live); /* destroy comes after every release (state.h) */
-    reclaim(hb);          /* nothing is live: frees every deferred entry */
+    reclaim_all(hb);      /* nothing is live: frees every deferred entry */
     SL_ASSERT(!hb->deferred && !hb->ndeferred);
     for (size_t i = 0; i < hb->nstates; i++)
         free_state(hb, hb->states[i]);
     sl__free(hb->states);
+    sl__free(hb->spare);
     sl__slab_close(&hb->slab);
     sl__free(hb);
 }
@@ -746,41 +843,58 @@ static int h_for_each_key(sl__keyed_backend *be, sl_state *st,
     return 0;
 }
 
+/* The tables of at most this many states are prefetched for a key (the first registered;
+ * a keyed operator seldom has more). */
+enum { PREFETCH_STATES = 4 };
+
+static void h_prefetch(sl__keyed_backend *be, uint64_t key_hash, int key_group, int stage)
+{
+    heap_backend *hb = (heap_backend *)be;
+    size_t idx = (size_t)(key_group - be->kg_start);
+    for (size_t i = 0; i < hb->nstates && i < PREFETCH_STATES; i++) {
+        const hstate *hs = hb->states[i];
+        const sl__htab *t = hs->kg[idx];
+        if (t && hs->handle)
+            sl__htab_prefetch(t, sl__scope_hash(key_hash, hs->handle->ns_hash, hs->handle->ns_len),
+                              stage);
+    }
+}
+
 static size_t h_size(const sl__keyed_backend *be)
 {
     return ((const heap_backend *)be)->nentries;
 }
 
-/* Size of an entry's payload in snapshot form. */
-static size_t payload_size(int kind, const uint8_t *e)
+/* Size of an entry's payload in snapshot form; x is the entry's view. */
+static size_t payload_size(int kind, const sl__ent *x)
 {
-    sl__ent x;
-    sl__ent_view(e, &x);
     if (is_valuelike(kind))
-        return x.vlen;
+        return x->vlen;
+    const void *ptr;
+    memcpy(&ptr, x->v, sizeof ptr);
     if (kind == SL_STATE_LIST) {
-        const sl__vec *v = ent_ptr(e);
+        const sl__vec *v = ptr;
         return sl__varint_size(v->count) + v->len;
     }
-    const sl__htab *m = ent_ptr(e);
+    const sl__htab *m = ptr;
     return sl__varint_size(m->count) + sl__kv_pairs_size(m);
 }
 
-static uint8_t *payload_write(int kind, const uint8_t *e, uint8_t *p)
+static uint8_t *payload_write(int kind, const sl__ent *x, uint8_t *p)
 {
-    sl__ent x;
-    sl__ent_view(e, &x);
     if (is_valuelike(kind)) {
-        memcpy(p, x.v, x.vlen);
-        return p + x.vlen;
+        memcpy(p, x->v, x->vlen);
+        return p + x->vlen;
     }
+    const void *ptr;
+    memcpy(&ptr, x->v, sizeof ptr);
     if (kind == SL_STATE_LIST) {
-        const sl__vec *v = ent_ptr(e);
+        const sl__vec *v = ptr;
         p = sl__varint_write(p, v->count);
         memcpy(p, v->data, v->len);
         return p + v->len;
     }
-    const sl__htab *m = ent_ptr(e);
+    const sl__htab *m = ptr;
     p = sl__varint_write(p, m->count);
     return sl__kv_pairs_write(m, p);
 }
@@ -822,66 +936,64 @@ static bool source_table(const kg_source *src, size_t i, const char **name, int 
     return true;
 }
 
-/* Appends the canonical form of one key group (state.h, snapshot_kg). Only reads. */
+/* Slots ahead of the one being written whose entry write_kg_section prefetches: the slots
+ * are read in order, the entries they point to are anywhere. */
+enum { WRITE_AHEAD = 64 };
+
+/* Appends the canonical form of one key group (state.h, snapshot_kg), in one pass over the
+ * entries. Only reads. 0, or SL_ENOMEM with out as it was. */
 static int write_kg_section(const kg_source *src, sl__buf *out)
 {
-    size_t nst = 0, total = 0, n = source_nstates(src);
-    for (size_t i = 0; i < n; i++) {
-        const char *name;
-        int kind;
-        snap_table t;
-        if (!source_table(src, i, &name, &kind, &t))
-            continue;
-        size_t namelen = strlen(name);
-        nst++;
-        total += sl__varint_size(namelen) + namelen + 1 + sl__varint_size(t.count);
-        for (size_t j = 0; j < t.cap; j++) {
-            const uint8_t *e = t.slots[j];
-            if (!e)
-                continue;
-            sl__ent x;
-            sl__ent_view(e, &x);
-            size_t pl = payload_size(kind, e);
-            total += sl__varint_size(x.alen) + x.alen + sl__varint_size(x.blen) + x.blen +
-                     sl__varint_size(pl) + pl;
-        }
-    }
-    total += sl__varint_size(nst);
-    if (sl__buf_reserve(out, total) < 0)
+    size_t start = out->len, nst = 0, n = source_nstates(src);
+    const char *name;
+    int kind;
+    snap_table t;
+    for (size_t i = 0; i < n; i++)
+        nst += source_table(src, i, &name, &kind, &t);
+    if (sl__buf_reserve(out, sl__varint_size(nst)) < 0)
         return SL_ENOMEM;
-    uint8_t *start = out->data + out->len, *w = sl__varint_write(start, nst);
+    out->len = (size_t)(sl__varint_write(out->data + out->len, nst) - out->data);
     for (size_t i = 0; i < n; i++) {
-        const char *name;
-        int kind;
-        snap_table t;
         if (!source_table(src, i, &name, &kind, &t))
             continue;
         size_t namelen = strlen(name);
-        w = sl__varint_write(w, namelen);
+        if (sl__buf_reserve(out,
+                            sl__varint_size(namelen) + namelen + 1 + sl__varint_size(t.count)) < 0)
+            goto nomem;
+        uint8_t *w = sl__varint_write(out->data + out->len, namelen);
         memcpy(w, name, namelen);
         w += namelen;
         *w++ = (uint8_t)kind;
         w = sl__varint_write(w, t.count);
+        out->len = (size_t)(w - out->data);
         for (size_t j = 0; j < t.cap; j++) {
-            const uint8_t *e = t.slots[j];
+            if (j + WRITE_AHEAD < t.cap && t.slots[j + WRITE_AHEAD])
+                __builtin_prefetch(sl__slot_ent(t.slots[j + WRITE_AHEAD]));
+            const uint8_t *e = sl__slot_ent(t.slots[j]);
             if (!e)
                 continue;
             sl__ent x;
             sl__ent_view(e, &x);
-            w = sl__varint_write(w, x.alen);
+            size_t pl = payload_size(kind, &x);
+            if (sl__buf_reserve(out, sl__varint_size(x.alen) + x.alen + sl__varint_size(x.blen) +
+                                         x.blen + sl__varint_size(pl) + pl) < 0)
+                goto nomem;
+            w = sl__varint_write(out->data + out->len, x.alen);
             memcpy(w, x.a, x.alen);
             w += x.alen;
             w = sl__varint_write(w, x.blen);
             if (x.blen)
                 memcpy(w, x.b, x.blen);
             w += x.blen;
-            w = sl__varint_write(w, payload_size(kind, e));
-            w = payload_write(kind, e, w);
+            w = sl__varint_write(w, pl);
+            w = payload_write(kind, &x, w);
+            out->len = (size_t)(w - out->data);
         }
     }
-    SL_ASSERT((size_t)(w - start) == total);
-    out->len += total;
     return 0;
+nomem:
+    out->len = start;
+    return SL_ENOMEM;
 }
 
 static int h_snapshot_kg(sl__keyed_backend *be, int key_group, sl__buf *out)
@@ -899,6 +1011,7 @@ static const sl__snapshot_ops heap_snapshot_ops;
 /* Version wrap-around (no snapshot live): every entry back to version 0. */
 static void restamp(heap_backend *hb)
 {
+    reclaim_all(hb);
     SL_ASSERT(!hb->live && !hb->ndeferred);
     for (size_t i = 0; i < hb->nstates; i++) {
         hstate *hs = hb->states[i];
@@ -934,11 +1047,23 @@ static sl__keyed_snapshot *h_snapshot_begin(sl__keyed_backend *be)
         }
     heap_snapshot *s =
         sl__malloc(sizeof *s + ns * sizeof(snap_state) + ns * k * sizeof(snap_table));
-    uint8_t **slots = total ? sl__malloc(total * sizeof *slots) : NULL;
+    sl__slot *slots = NULL;
+    size_t cap = total;
+    if (total && hb->spare_cap >= total) {
+        slots = hb->spare;
+        cap = hb->spare_cap;
+    } else if (total) {
+        slots = sl__malloc(total * sizeof *slots);
+    }
     if (!s || (total && !slots)) {
         sl__free(s);
-        sl__free(slots);
+        if (slots != hb->spare)
+            sl__free(slots);
         return NULL;
+    }
+    if (slots == hb->spare) {
+        hb->spare = NULL;
+        hb->spare_cap = 0;
     }
     s->base.ops = &heap_snapshot_ops;
     s->base.kg_start = be->kg_start;
@@ -949,8 +1074,9 @@ static sl__keyed_snapshot *h_snapshot_begin(sl__keyed_backend *be)
     s->states = (snap_state *)(s + 1);
     s->tabs = (snap_table *)(s->states + ns);
     s->slots = slots;
+    s->slots_cap = slots ? cap : 0;
     s->rnext = NULL;
-    uint8_t **w = slots;
+    sl__slot *w = slots;
     for (size_t i = 0; i < ns; i++) {
         const hstate *hs = hb->states[i];
         s->states[i].name = hs->name;
@@ -989,8 +1115,6 @@ static void hs_release(sl__keyed_snapshot *base)
 {
     heap_snapshot *s = (heap_snapshot *)base;
     heap_backend *hb = s->hb;
-    sl__free(s->slots);
-    s->slots = NULL;
     /* Release: this thread's reads of entries happen before the task thread frees them. */
     heap_snapshot *head = atomic_load_explicit(&hb->released, memory_order_relaxed);
     do {
@@ -1009,6 +1133,7 @@ void sl__heap_backend_stats(sl__keyed_backend *be, sl__heap_stats *out)
     SL_ASSERT(be && be->ops == &heap_ops);
     heap_backend *hb = (heap_backend *)be;
     collect(hb);
+    reclaim_all(hb);
     out->slab_used = hb->slab.used;
     out->deferred = hb->ndeferred;
     out->live_snapshots = hb->nlive;
@@ -1020,6 +1145,7 @@ void sl__heap_backend_set_version(sl__keyed_backend *be, uint32_t version)
 {
     heap_backend *hb = (heap_backend *)be;
     collect(hb);
+    reclaim_all(hb);
     SL_ASSERT(!hb->live && !hb->ndeferred);
     hb->version = version;
 }
@@ -1114,7 +1240,7 @@ static int apply_kg(heap_backend *hb, int kg, const uint8_t *p, size_t len)
             bool empty;
             uint8_t *ent = load_entry(hb, s.kind, h, key, kl, ns, nsl, pl, pll, &empty);
             if (empty && found) { /* an empty list or map replaces what was there */
-                uint8_t *old = t->slots[slot];
+                uint8_t *old = sl__htab_at(t, slot);
                 sl__htab_remove_at(t, slot);
                 drop_entry(hb, hs->kind, old);
                 hs->nentries--;
@@ -1127,8 +1253,8 @@ static int apply_kg(heap_backend *hb, int kg, const uint8_t *p, size_t len)
                 return SL_ENOMEM;
             sl__ent_set_version(ent, hb->version);
             if (found) {
-                drop_entry(hb, hs->kind, t->slots[slot]);
-                t->slots[slot] = ent;
+                drop_entry(hb, hs->kind, sl__htab_at(t, slot));
+                sl__htab_replace_at(t, slot, ent);
             } else {
                 sl__htab_insert_at(t, slot, ent);
                 hs->nentries++;
@@ -1163,6 +1289,7 @@ static const sl__backend_ops heap_ops = {
     .snapshot_kg = h_snapshot_kg,
     .restore_kg = h_restore_kg,
     .snapshot_begin = h_snapshot_begin,
+    .prefetch = h_prefetch,
 };
 
 sl__keyed_backend *sl__heap_backend_create(int max_parallelism, int kg_start, int kg_end,
