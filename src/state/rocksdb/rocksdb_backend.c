@@ -1648,10 +1648,11 @@ static int make_options(rdb *rb, const sl__rocksdb_options *o, char *err, size_t
     rocksdb_options_set_db_write_buffer_size(rb->opts, wb);
     rocksdb_options_set_write_buffer_size(rb->opts, per_cf);
     rocksdb_options_set_max_write_buffer_number(rb->opts, 2);
-    /* A bloom filter over whole keys in each memtable: a get of a key the memtable does not
-     * hold (most of them, once state outgrows the write buffers) skips the skip-list
-     * search, which was half of a get + update's time at 1 M keys (10 -> 7 us). */
-    rocksdb_options_set_memtable_prefix_bloom_size_ratio(rb->opts, 0.1);
+    /* A bloom filter over whole keys in each memtable (2 % of it: about 8 bits per entry of
+     * small state): a get of a key the memtable does not hold (most of them, once state
+     * outgrows the write buffers) skips the skip-list search, which was half of a
+     * get + update's time at 1 M keys. */
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(rb->opts, 0.02);
     rocksdb_options_set_memtable_whole_key_filtering(rb->opts, 1);
     return 0;
 }
