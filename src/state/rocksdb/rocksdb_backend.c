@@ -1113,8 +1113,8 @@ static int cmp_file_name(const void *a, const void *b)
     return strcmp(((const sl__snapshot_file *)a)->name, ((const sl__snapshot_file *)b)->name);
 }
 
-/* Lists the regular files of dir, sorted by name, into *out (names and sizes; immutable for SST files).
- * 0, or SL_EIO / SL_ENOMEM with a message in err. */
+/* Lists the regular files of dir, sorted by name, into *out (names and sizes; immutable for SST
+ * files). 0, or SL_EIO / SL_ENOMEM with a message in err. */
 static int list_files(const char *dir, sl__snapshot_file **out, size_t *n, char *err, size_t cap)
 {
     *out = NULL;
@@ -1586,28 +1586,33 @@ static void rdb_destroy(sl__keyed_backend *be)
     sl__free(rb);
 }
 
-/* The database options: see the file comment. */
-static int make_options(rdb *rb, const sl__rocksdb_options *o, char *err, size_t cap)
+int sl__rocksdb_db_options(const sl__rocksdb_options *o, rocksdb_options_t **out,
+                           rocksdb_cache_t **cache_out, sl__rocksdb_stats *sizes, char *err,
+                           size_t cap)
 {
+    memset(sizes, 0, sizeof *sizes);
+    *cache_out = NULL;
     rocksdb_options_t *base = rocksdb_options_create();
-    rb->opts = rocksdb_options_create();
+    rocksdb_options_t *opts = *out = rocksdb_options_create();
     char *e = NULL;
     /* Not in 7.8's C API as a setter: the database is removed right after closing, so the
      * memtables need not be flushed then. */
-    rocksdb_get_options_from_string(base, "avoid_flush_during_shutdown=true", rb->opts, &e);
+    rocksdb_get_options_from_string(base, "avoid_flush_during_shutdown=true", opts, &e);
     rocksdb_options_destroy(base);
-    if (e)
-        return rdb_fail(rb, e, "set options", NULL, NULL, err, cap);
-    rocksdb_options_set_create_if_missing(rb->opts, 1);
-    rocksdb_options_set_error_if_exists(rb->opts, 1);
-    rocksdb_options_set_info_log_level(rb->opts, 2); /* WARN: the LOG file stays small */
-    rocksdb_options_set_keep_log_file_num(rb->opts, 2);
-    rocksdb_options_set_max_log_file_size(rb->opts, MIB);
-    rocksdb_options_set_stats_dump_period_sec(rb->opts, 0);
+    if (e) {
+        snprintf(err, cap, "RocksDB set options failed: %s", e);
+        rocksdb_free(e);
+        return SL_ESTATE;
+    }
+    rocksdb_options_set_create_if_missing(opts, 1);
+    rocksdb_options_set_error_if_exists(opts, 1);
+    rocksdb_options_set_info_log_level(opts, 2); /* WARN: the LOG file stays small */
+    rocksdb_options_set_keep_log_file_num(opts, 2);
+    rocksdb_options_set_max_log_file_size(opts, MIB);
+    rocksdb_options_set_stats_dump_period_sec(opts, 0);
     rocksdb_options_set_merge_operator(
-        rb->opts,
-        rocksdb_mergeoperator_create(NULL, list_merge_destroy, list_full_merge, list_partial_merge,
-                                     list_merge_free, list_merge_name));
+        opts, rocksdb_mergeoperator_create(NULL, list_merge_destroy, list_full_merge,
+                                           list_partial_merge, list_merge_free, list_merge_name));
     if (!o->managed)
         return 0;
     size_t total = o->memory_size > 0 ? (size_t)o->memory_size : 64 * MIB;
@@ -1623,12 +1628,12 @@ static int make_options(rdb *rb, const sl__rocksdb_options *o, char *err, size_t
         per_cf = 64 * MIB;
     if (per_cf < 256 * 1024)
         per_cf = 256 * 1024;
-    rb->cache = rocksdb_cache_create_lru(cache);
-    rb->cache_capacity = cache;
-    rb->wb_budget = wb;
-    rb->wb_size = per_cf;
+    rocksdb_cache_t *lru = *cache_out = rocksdb_cache_create_lru(cache);
+    sizes->block_cache_capacity = cache;
+    sizes->write_buffer_budget = wb;
+    sizes->write_buffer_size = per_cf;
     rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
-    rocksdb_block_based_options_set_block_cache(t, rb->cache);
+    rocksdb_block_based_options_set_block_cache(t, lru);
     /* Index and filter blocks live in the cache too, so the budget bounds them; partitioned
      * (two-level), with only the small top level pinned, so that a point read loads one
      * index and one filter partition instead of a whole file's index and filter. Without
@@ -1643,18 +1648,29 @@ static int make_options(rdb *rb, const sl__rocksdb_options *o, char *err, size_t
     rocksdb_block_based_options_set_pin_top_level_index_and_filter(t, 1);
     rocksdb_block_based_options_set_format_version(t, 5);
     rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
-    rocksdb_options_set_block_based_table_factory(rb->opts, t);
+    rocksdb_options_set_block_based_table_factory(opts, t);
     rocksdb_block_based_options_destroy(t);
-    rocksdb_options_set_db_write_buffer_size(rb->opts, wb);
-    rocksdb_options_set_write_buffer_size(rb->opts, per_cf);
-    rocksdb_options_set_max_write_buffer_number(rb->opts, 2);
+    rocksdb_options_set_db_write_buffer_size(opts, wb);
+    rocksdb_options_set_write_buffer_size(opts, per_cf);
+    rocksdb_options_set_max_write_buffer_number(opts, 2);
     /* A bloom filter over whole keys in each memtable (2 % of it: about 8 bits per entry of
      * small state): a get of a key the memtable does not hold (most of them, once state
      * outgrows the write buffers) skips the skip-list search, which was half of a
      * get + update's time at 1 M keys. */
-    rocksdb_options_set_memtable_prefix_bloom_size_ratio(rb->opts, 0.02);
-    rocksdb_options_set_memtable_whole_key_filtering(rb->opts, 1);
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(opts, 0.02);
+    rocksdb_options_set_memtable_whole_key_filtering(opts, 1);
     return 0;
+}
+
+/* The database options: see the file comment. */
+static int make_options(rdb *rb, const sl__rocksdb_options *o, char *err, size_t cap)
+{
+    sl__rocksdb_stats sizes;
+    int rc = sl__rocksdb_db_options(o, &rb->opts, &rb->cache, &sizes, err, cap);
+    rb->cache_capacity = sizes.block_cache_capacity;
+    rb->wb_budget = sizes.write_buffer_budget;
+    rb->wb_size = sizes.write_buffer_size;
+    return rc;
 }
 
 /* "<dir>/sluice-<name>-<subtask>-XXXXXX" with name reduced to [A-Za-z0-9._-], at most 64. */

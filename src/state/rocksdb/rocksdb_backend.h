@@ -20,6 +20,7 @@
 
 #include "state/state.h"
 
+#include <rocksdb/c.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -75,6 +76,17 @@ typedef struct sl__rocksdb_stats {
     size_t column_families;      /* states with a column family */
     size_t live_snapshots;       /* begun and not yet released */
 } sl__rocksdb_stats;
+
+/* The options the backend opens its databases with for o (create_if_missing,
+ * error_if_exists, the merge operator, and with managed memory the table options and
+ * write-buffer sizes): *opts (rocksdb_options_destroy) and, managed, the shared block cache
+ * in *cache (rocksdb_cache_destroy after the database is closed; else NULL), with the sizes
+ * chosen in sizes' block_cache_capacity, write_buffer_budget and write_buffer_size (the
+ * rest zero). For running RocksDB directly with the backend's options (benchmarks).
+ * 0, or SL_ESTATE with a message; *opts is set either way. */
+int sl__rocksdb_db_options(const sl__rocksdb_options *o, rocksdb_options_t **opts,
+                           rocksdb_cache_t **cache, sl__rocksdb_stats *sizes, char *err,
+                           size_t cap);
 
 /* Fills *out (be must be a RocksDB backend). Task thread. */
 void sl__rocksdb_backend_stats(sl__keyed_backend *be, sl__rocksdb_stats *out);
