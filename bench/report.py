@@ -548,30 +548,30 @@ if "3" in missed_items:
         wt = prof_share("wordcount", "engine") + prof_share("wordcount", "libc")
         w("**Keyed word count (item 3).** Missed: %s. " % "; ".join(
             "%s = %s (%s)" % (t[1], t[2], t[5]) for t in wc_missed) +
-          "The bare loop does one hash and one probe of a flat open-addressing table of "
-          "(hash, pointer, length, count) slots per word. The engine, per word: serializes "
-          "the key (`sl__keyer_make` %.1f %%) and hashes it (`sl__hash` %.1f %%) once to "
-          "partition and again in the keyed operator; writes the record into a channel "
-          "buffer and reads it back (`sl__row_write`, `sl__row_read`, `sl__row_size`: "
-          "%.1f %%); probes the key group's hash table, whose slots hold only pointers, so "
-          "every probe dereferences an entry to compare its hash (`sl__htab_find` %.1f %%, "
-          "`memcmp` %.1f %%); and reads and writes the value as a serialized row "
-          "(`h_value_get`, `h_value_put`, `get_stored`, `put_value`: %.1f %%). Engine and libc "
-          "together are %.0f %% of this profile. What would close it, largest first: keep "
-          "the 32-bit hash (or a tag) in the slot array so a probe touches an entry only on a "
-          "likely match; carry the key hash with the record through the exchange instead of "
-          "serializing and hashing the key twice; a fast path for a single-field key that "
-          "compares the field bytes without a key row; and an in-place i64 update for "
-          "sum/ValueState<i64> instead of a row round trip. At 10 M distinct words the "
-          "gap is the same work plus cache misses on a table far larger than the caches, "
-          "where the pointer-per-slot layout costs one extra miss per probe." % (
-              prof_pct("wordcount", "sl__keyer_make"), prof_pct("wordcount", "sl__hash"),
+          "The bare loop does one hash and one probe of a flat open-addressing table per "
+          "word, in one thread. The engine runs the job as two chains: the source chain "
+          "tokenises, builds the key, hashes it once, picks the channel and writes the record "
+          "with its hash into a buffer; the keyed chain reads the record, probes the key "
+          "group's table (slots carry a 16-bit hash tag, and the slots and entries of the "
+          "records ahead in the buffer are prefetched), adds to the stored sum in place and "
+          "emits the new count to the sink. Per word that is: the sender's emit "
+          "(`emit_checked` %.1f %%: key field, partitioning, writing the record), "
+          "serializing and reading rows (`sl__row_write`, `sl__row_read`, `sl__row_size`: "
+          "%.1f %%), the state lookup (`sl__htab_find`, `sl__htab_prefetch`, `h_prefetch`, "
+          "`locate`: %.1f %%, mostly waiting for memory), hashing (`sl__hash` %.1f %%) and "
+          "the per-record call into the operator (`process` %.1f %%). Engine and libc "
+          "together are %.0f %% of this profile. What would close it, largest first: "
+          "process records per buffer instead of per record (one dispatch, one type check "
+          "and one partitioning loop per buffer, with the keys of a buffer looked up "
+          "together); a fast path for a single string key that hashes and compares the "
+          "field's bytes without building a key row; and handing the sink the updated row "
+          "without serializing it again." % (
+              prof_pct("wordcount", "emit_checked"),
               prof_pct("wordcount", "sl__row_write") + prof_pct("wordcount", "sl__row_read") +
               prof_pct("wordcount", "sl__row_size"),
-              prof_pct("wordcount", "sl__htab_find"),
-              sum(r["pct"] for r in prof["wordcount"] if r["base"].startswith("__memcmp")),
-              prof_pct("wordcount", "h_value_get") + prof_pct("wordcount", "h_value_put") +
-              prof_pct("wordcount", "get_stored") + prof_pct("wordcount", "put_value"), wt))
+              prof_pct("wordcount", "sl__htab_find") + prof_pct("wordcount", "sl__htab_prefetch") +
+              prof_pct("wordcount", "h_prefetch") + prof_pct("wordcount", "locate"),
+              prof_pct("wordcount", "sl__hash"), prof_pct("wordcount", "process"), wt))
         w("")
 if "4" in missed_items:
     m4 = [t for t in missed if t[0] == "4"]
@@ -622,10 +622,11 @@ if "4" in missed_items:
             text += ("In its call-graph profile with checkpoints (under Where the time goes) "
                      "the I/O thread "
                      "(`io_main`) takes %.1f %% of the process's CPU, %.1f %% in "
-                     "`hs_write_kg`, which reaches each entry through its table slot's pointer, "
-                     "in hash order rather than memory order, and decodes it (`sl__ent_view`, %.1f %% self) "
-                     "to write it. " % (ch["io_main"], ch.get("hs_write_kg", 0),
-                                        prof_pct(prof_name, "sl__ent_view")))
+                     "`hs_write_kg`, which walks each key group's table once, loading entries "
+                     "ahead, and decodes each entry (`sl__ent_view`, %.1f %% self) to write "
+                     "it; the task threads lose what the I/O thread takes, on two cores. " % (
+                         ch["io_main"], ch.get("hs_write_kg", 0),
+                         prof_pct(prof_name, "sl__ent_view")))
         explained.add(job)
     if explained:
         why = []
@@ -633,10 +634,11 @@ if "4" in missed_items:
             why.append("q3's state grows only by the persons and auctions of the last second")
         if "word count, 10 M vocabulary" in explained:
             why.append("a second of words touches a fraction of a large vocabulary")
-        text += ("What would close it: incremental checkpoints (write only the key groups, or "
-                 "the entries, changed since the last checkpoint: %s), and writing a key group "
-                 "by walking its slab pages in address order, copying entry blocks whole, "
-                 "rather than chasing slot pointers and decoding each entry. " % "; ".join(why))
+        text += ("What would close it: incremental checkpoints for the heap backend (write "
+                 "only the entries changed since the last checkpoint, as a changelog: %s; "
+                 "the RocksDB backend has incremental checkpoints, see bench/README.md, "
+                 "rocksdb_state), and writing a key group by copying entry blocks whole in "
+                 "address order instead of decoding each entry. " % "; ".join(why))
     if jobs - explained:
         text += ("For %s the state each checkpoint writes is small (q0-q2: the sources' "
                  "positions; the word count at 100 K: 100 K entries, a few MB), so a "
