@@ -1362,7 +1362,9 @@ TEST(incremental_checkpoints_share_and_delete_sst_files)
     free(base);
 }
 
-/* A corrupt or missing shared file fails the restore with a message naming it. */
+/* A restored database whose states are declared differently now is checked entry by entry
+ * and refused; a corrupt or missing shared file fails the restore with a message naming
+ * it. */
 TEST(incremental_restore_detects_corrupt_and_missing_files)
 {
     enum { M = 8 };
@@ -1383,6 +1385,20 @@ TEST(incremental_restore_detects_corrupt_and_missing_files)
         if (!strncmp(ss->files[f].path, "../shared/", 10))
             sst = f;
     CHECK(sst >= 0);
+    /* a declaration that changed since is checked entry by entry, and refused */
+    sl__keyed_backend *cb = rocks_range(base, M, 0, M, false);
+    char *dir;
+    CHECK_EQ_INT(sl__rocksdb_backend_scratch_dir(cb, &dir, err, sizeof err), 0);
+    CHECK_EQ_INT(sl__storage_fetch_db_files(st, path, -1, ss, dir, err, sizeof err), 0);
+    CHECK_EQ_INT(sl__rocksdb_backend_adopt(cb, dir, 0, M, err, sizeof err), 0);
+    sl__free(dir);
+    static const sl_state_desc changed = {
+        .name = "v", .kind = SL_STATE_VALUE, .schema = "a:i64,b:i64"};
+    clear_error();
+    CHECK(!sl__keyed_backend_state(cb, test_ctx(), &changed));
+    CHECK_CONTAINS(t_job.err, "does not parse as declared");
+    clear_error();
+    sl__keyed_backend_destroy(cb);
     char victim[8192];
     snprintf(victim, sizeof victim, "%s/%s", path, ss->files[sst].path);
     /* flip one byte */
@@ -1394,7 +1410,6 @@ TEST(incremental_restore_detects_corrupt_and_missing_files)
     fputc(c ^ 0x5a, fp);
     fclose(fp);
     sl__keyed_backend *rb = rocks_range(base, M, 0, M, false);
-    char *dir;
     CHECK_EQ_INT(sl__rocksdb_backend_scratch_dir(rb, &dir, err, sizeof err), 0);
     CHECK_EQ_INT(sl__storage_fetch_db_files(st, path, -1, ss, dir, err, sizeof err), SL_EFORMAT);
     CHECK_CONTAINS(err, "checksum mismatch");

@@ -102,6 +102,10 @@ typedef struct rstate {
     char *name;
     sl_state_kind kind;
     sl_state *handle; /* NULL while only restored, not registered */
+    /* The declaration (sl__state_describe) every entry was checked against, from the
+     * state's record of an adopted database; NULL when unknown or when entries were
+     * restored since without a check: registration then checks every entry. */
+    char *signature;
     rocksdb_column_family_handle_t *cf;
     /* By key group - kg_start: written or restored into, so it may hold entries (a restore
      * of a map scope deletes the pairs already there only then). */
@@ -740,6 +744,7 @@ static void free_state(rstate *rs)
         rocksdb_column_family_handle_destroy(rs->cf);
     sl__free(rs->kbuf);
     sl__free(rs->touched);
+    sl__free(rs->signature);
     sl__free(rs->name);
     sl__free(rs);
 }
@@ -805,6 +810,20 @@ static int validate_restored(rdb *rb, rstate *rs, const sl_state *st, char *err,
     return rc;
 }
 
+/* Writes the state's record in the default column family: its kind byte, then the
+ * declaration its entries were checked against (what a restore of this database compares
+ * before checking every entry again). */
+static int put_record(rdb *rb, rstate *rs, const sl_state *st, char *err, size_t cap)
+{
+    char rec[1 + 1024], cfname[512];
+    rec[0] = (char)rs->kind;
+    sl__state_describe(st, rec + 1, sizeof rec - 1);
+    snprintf(cfname, sizeof cfname, CF_PREFIX "%s", rs->name);
+    char *e = NULL;
+    rocksdb_put(rb->db, rb->wo, cfname, strlen(cfname), rec, 1 + strlen(rec + 1), &e);
+    return e ? rdb_fail(rb, e, "put (state record)", rs->name, NULL, err, cap) : 0;
+}
+
 static int r_attach(sl__keyed_backend *be, sl_state *st, char *err, size_t cap)
 {
     rdb *rb = (rdb *)be;
@@ -816,15 +835,24 @@ static int r_attach(sl__keyed_backend *be, sl_state *st, char *err, size_t cap)
                      st->name, sl__state_kind_name(rs->kind), sl__state_kind_name(st->kind));
             return SL_ESTATE;
         }
-        int rc = validate_restored(rb, rs, st, err, cap);
-        if (rc < 0)
-            return rc;
+        /* an adopted database whose entries were checked against this very declaration
+         * (and whose files against their checksums) need not be read through */
+        char what[1024];
+        sl__state_describe(st, what, sizeof what);
+        if (!rs->signature || strcmp(rs->signature, what)) {
+            int rc = validate_restored(rb, rs, st, err, cap);
+            if (rc < 0)
+                return rc;
+        }
     } else {
         int code;
         rs = new_state(rb, st->name, strlen(st->name), st->kind, NULL, err, cap, &code);
         if (!rs)
             return code;
     }
+    int rc = put_record(rb, rs, st, err, cap);
+    if (rc < 0)
+        return rc;
     rs->handle = st;
     rs->pvalid = false;
     st->impl = rs;
@@ -1410,6 +1438,8 @@ static int apply_kg(rdb *rb, int kg, const uint8_t *p, size_t len, char *err, si
         }
         if (rs->handle)
             rs->handle->mod++;
+        sl__free(rs->signature); /* these entries are checked on registration */
+        rs->signature = NULL;
         uint8_t *touched = &rs->touched[kg - rb->base.kg_start];
         bool had = *touched;
         *touched = 1;
@@ -1847,8 +1877,7 @@ static int open_existing(rdb *rb, char *err, size_t cap)
             v = rocksdb_get(rb->db, rb->ro, names[i], strlen(names[i]), &vlen, &e);
             if (e)
                 rc = rdb_fail(rb, e, "get (state record)", names[i] + plen, NULL, err, cap);
-            else if (!v || vlen != 1 || !sl__state_kind_name(v[0]) ||
-                     !strcmp(sl__state_kind_name(v[0]), "?")) {
+            else if (!v || vlen < 1 || !strcmp(sl__state_kind_name(v[0]), "?")) {
                 snprintf(err, cap,
                          "the restored database %s has no valid record of the kind of state "
                          "\"%s\"",
@@ -1863,6 +1892,8 @@ static int open_existing(rdb *rb, char *err, size_t cap)
                            err, cap, &code);
             if (!rs)
                 rc = code;
+            else if (vlen > 1)
+                rs->signature = sl__strndup(v + 1, vlen - 1); /* NULL: checked again */
         }
         rocksdb_free(v);
         if (!rs)
