@@ -6,8 +6,10 @@
  * Layout. One database per keyed operator subtask, in a fresh working directory
  * (<localdir>/sluice-<uid>-<subtask>-XXXXXX/db) that sl__keyed_backend_destroy removes.
  * One column family per state, named "state/<name>"; the default column family holds one
- * record per state ("state/<name>" -> kind byte) so that the directory describes itself
- * (for restoring from a local checkpoint later). Keys are
+ * record per state ("state/<name>" -> kind byte, then the declaration its entries were
+ * checked against, once registered) so that the database describes itself: a restore from
+ * an incremental checkpoint adopts the files and takes its states from these records. Keys
+ * are
  *
  *   key group (2 bytes, big-endian) | varint len(key) | key | varint len(ns) | ns [| user key]
  *
@@ -48,7 +50,10 @@
  * the write-buffer budget (at most 64 MiB), two at most. Unmanaged: RocksDB's defaults per
  * column family.
  *
- * Snapshots. begin() copies the list of states (name, kind, column family) and takes a
+ * Snapshots. Incremental ones (state.backend.incremental) flush the memtables and make a
+ * RocksDB checkpoint (hard links) in <workdir>/snap-<N>; checkpoint storage stores its files
+ * (state.h, "Snapshots made of files"). Full ones: begin() copies the list of states (name,
+ * kind, column family) and takes a
  * RocksDB snapshot (a sequence number: no copy, the task goes on at once); write_kg() runs
  * on any thread and reads key group kg of every column family at that snapshot with
  * iterators bounded to the key group, writing exactly the canonical form of

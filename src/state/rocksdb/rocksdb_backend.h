@@ -110,7 +110,8 @@ int sl__rocksdb_backend_scratch_dir(sl__keyed_backend *be, char **out, char *err
  * directory of the working directory, moved into place), opens every column family, takes
  * the states from their records, and deletes every key group outside [keep_start,
  * keep_end) intersected with be's range (RocksDB delete_range). Registered states then
- * find their entries; each is checked against its declaration on registration. 0, or
+ * find their entries; registration reads every entry to check it against the declaration
+ * unless the state's record in the database shows the same declaration. 0, or
  * SL_EINVAL (not empty), SL_EFORMAT (not a Sluice database), SL_EIO (RocksDB, naming the
  * directory) with a message; after an error be must only be destroyed. Task thread. */
 int sl__rocksdb_backend_adopt(sl__keyed_backend *be, const char *dir, int keep_start, int keep_end,
