@@ -265,29 +265,11 @@ size_t sl__row_size(const sl__schema *s, const sl_value *row)
     return n;
 }
 
-/* The serialized size of one non-null value. */
-static size_t value_size(const sl_value *v)
-{
-    switch (v->type) {
-    case SL_I64:
-    case SL_F64:
-        return 8;
-    case SL_BOOL:
-        return 1;
-    case SL_STR:
-    case SL_BYTES:
-        return sl__varint_size(v->u.s.len) + v->u.s.len;
-    case SL_NULL:
-        break;
-    }
-    return 0;
-}
-
 size_t sl__row_field_offset(const sl__schema *s, const sl_value *row, int f)
 {
     size_t n = ((size_t)s->n + 7) / 8;
     for (int i = 0; i < f; i++)
-        n += value_size(&row[i]);
+        n += sl__value_size(&row[i]);
     return n;
 }
 

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct sl__schema {
     int n;
@@ -87,6 +88,48 @@ static inline const uint8_t *sl__varint_read(const uint8_t *p, const uint8_t *en
         }
     }
     return NULL;
+}
+
+/* The serialized size of one non-null value (its bytes in a row, after the bitmap). */
+static inline size_t sl__value_size(const sl_value *v)
+{
+    switch (v->type) {
+    case SL_I64:
+    case SL_F64:
+        return 8;
+    case SL_BOOL:
+        return 1;
+    case SL_STR:
+    case SL_BYTES:
+        return sl__varint_size(v->u.s.len) + v->u.s.len;
+    case SL_NULL:
+        break;
+    }
+    return 0;
+}
+
+/* Writes one non-null value as sl__row_write does (sl__value_size bytes at p) and returns
+ * the end. */
+static inline uint8_t *sl__value_write(const sl_value *v, uint8_t *p)
+{
+    switch (v->type) {
+    case SL_I64:
+    case SL_F64:
+        memcpy(p, &v->u.i64, 8); /* little-endian hosts only; checked at build time */
+        return p + 8;
+    case SL_BOOL:
+        *p = v->u.b ? 1 : 0;
+        return p + 1;
+    case SL_STR:
+    case SL_BYTES:
+        p = sl__varint_write(p, v->u.s.len);
+        if (v->u.s.len)
+            memcpy(p, v->u.s.ptr, v->u.s.len);
+        return p + v->u.s.len;
+    case SL_NULL:
+        break;
+    }
+    return p;
 }
 
 #endif

@@ -58,35 +58,65 @@ int sl__op_failed(sl_ctx *ctx, const char *callback, int rc)
 
 /* ---- keys -------------------------------------------------------------------------- */
 
-int sl__keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row, const uint64_t *hash,
-                   sl__key *out, int max_parallelism)
+/* Makes k's buffer hold at least n bytes. */
+static void keyer_reserve(sl__keyer *k, size_t n)
 {
-    const sl__key_spec *spec = k->spec;
-    const sl_value *vals;
-    if (spec->field >= 0) {
-        vals = &row[spec->field]; /* the key row is that one field */
-    } else {
-        if (!k->vals)
-            k->vals = sl__xcalloc((size_t)spec->schema->n, sizeof *k->vals);
-        vals = k->vals;
-        for (int i = 0; i < spec->schema->n; i++)
-            k->vals[i] = SL_NULLV;
-        int rc = spec->fn.key(key_ctx, row, k->vals);
-        if (rc < 0)
-            return sl__op_failed(key_ctx, "key selector", rc);
-        int bad = sl__row_check(spec->schema, k->vals);
-        if (bad >= 0)
-            return sl_fail(key_ctx,
-                           "key selector returned field %d as %s; the key schema \"%s\" says %s",
-                           bad, sl__type_name(k->vals[bad].type), spec->schema->text,
-                           sl__type_name(spec->schema->types[bad]));
-    }
-    size_t n = sl__row_size(spec->schema, vals);
     if (n > k->cap) {
         k->cap = n < 64 ? 64 : n * 2;
         k->buf = sl__xrealloc(k->buf, k->cap);
     }
-    sl__row_write(spec->schema, vals, k->buf);
+}
+
+/* The key row of a key selector function, into k->buf; returns its size, or a negative
+ * error (the operator has failed). Out of line, so that keyer_make's usual case, a key field,
+ * stays small. */
+static __attribute__((noinline)) int64_t keyer_select(sl__keyer *k, sl_ctx *key_ctx,
+                                                      const sl_value *row)
+{
+    const sl__key_spec *spec = k->spec;
+    if (!k->vals)
+        k->vals = sl__xcalloc((size_t)spec->schema->n, sizeof *k->vals);
+    for (int i = 0; i < spec->schema->n; i++)
+        k->vals[i] = SL_NULLV;
+    int rc = spec->fn.key(key_ctx, row, k->vals);
+    if (rc < 0)
+        return sl__op_failed(key_ctx, "key selector", rc);
+    int bad = sl__row_check(spec->schema, k->vals);
+    if (bad >= 0)
+        return sl_fail(key_ctx,
+                       "key selector returned field %d as %s; the key schema \"%s\" says %s", bad,
+                       sl__type_name(k->vals[bad].type), spec->schema->text,
+                       sl__type_name(spec->schema->types[bad]));
+    size_t n = sl__row_size(spec->schema, k->vals);
+    keyer_reserve(k, n);
+    sl__row_write(spec->schema, k->vals, k->buf);
+    return (int64_t)n;
+}
+
+/* Computes the key row and bytes of row into k; hash, when not NULL, is the key's hash
+ * (known from the record's frame), else it is computed. Returns 0 or a negative code (the
+ * operator has failed). */
+static inline int keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row,
+                             const uint64_t *hash, sl__key *out, int max_parallelism)
+{
+    int field = k->field;
+    size_t n;
+    if (field >= 0) {
+        /* the key row is that one field: its bitmap byte and its bytes, written here without
+         * the schema-directed loops of sl__row_size and sl__row_write */
+        const sl_value *v = &row[field];
+        bool null = v->type == SL_NULL;
+        n = 1 + (null ? 0 : sl__value_size(v));
+        keyer_reserve(k, n);
+        k->buf[0] = null;
+        if (!null)
+            sl__value_write(v, k->buf + 1);
+    } else {
+        int64_t r = keyer_select(k, key_ctx, row);
+        if (r < 0)
+            return (int)r;
+        n = (size_t)r;
+    }
     out->bytes = k->buf;
     out->len = n;
     out->hash = hash ? *hash : sl__hash(k->buf, n);
@@ -146,8 +176,8 @@ static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
     }
     case SL_PART_HASH: {
         sl__key key;
-        int rc = sl__keyer_make(&w->keyer, w->key_ctx ? w->key_ctx : from, row, NULL, &key,
-                                w->max_parallelism);
+        int rc = keyer_make(&w->keyer, w->key_ctx ? w->key_ctx : from, row, NULL, &key,
+                            w->max_parallelism);
         if (rc < 0)
             return rc;
         int target = sl__key_group_owner(key.key_group, w->nchans, w->max_parallelism);
@@ -227,6 +257,7 @@ int sl__op_open(sl_ctx *ctx)
         if (!ctx->kb)
             return sl_fail(ctx, "cannot create the keyed state backend: %s", err);
         ctx->keyer.spec = spec;
+        ctx->keyer.field = spec->field;
         if (spec->field < 0)
             ctx->key_ctx = side_ctx(ctx, spec->fn.user);
     }
@@ -379,8 +410,8 @@ static int process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *
     int rc;
     if (ctx->kb && input == 0) {
         sl__key key;
-        rc = sl__keyer_make(&ctx->keyer, ctx->key_ctx ? ctx->key_ctx : ctx, row, key_hash, &key,
-                            ctx->task->job->g->max_parallelism);
+        rc = keyer_make(&ctx->keyer, ctx->key_ctx ? ctx->key_ctx : ctx, row, key_hash, &key,
+                        ctx->task->job->g->max_parallelism);
         if (rc < 0)
             return rc;
         sl__keyed_backend_set_key(ctx->kb, &key);
@@ -472,54 +503,83 @@ static const uint8_t *read_frame(const uint8_t *p, const uint8_t *end, uint64_t 
  * records ahead: the table slot first, then (once the slot has arrived) the entry. */
 enum { AHEAD_SLOT = 16, AHEAD_ENTRY = 8 };
 
-/* Prefetches the state of the record framed at p (stage as sl__keyed_backend_prefetch) and
- * returns the next frame; NULL at the end or on a malformed frame (which the processing
- * loop then reports). */
-static const uint8_t *prefetch_frame(sl__keyed_backend *kb, const uint8_t *p, const uint8_t *end,
-                                     int stage)
-{
+/* A keyed frame read ahead of processing: its key hash and its row's bounds. */
+typedef struct frame {
     uint64_t hash;
-    const uint8_t *row_end;
-    if (!p || p >= end || !read_frame(p, end, &hash, &row_end))
-        return NULL;
-    sl__keyed_backend_prefetch(kb, hash, stage);
-    return row_end;
+    const uint8_t *row, *row_end;
+} frame;
+
+static int malformed(sl__task *t, const sl_ctx *head)
+{
+    sl__job_fail(t->job, SL_EFORMAT,
+                 "operator '%s' (subtask %d/%d): malformed record in input buffer",
+                 head->node->name, t->subtask + 1, head->parallelism);
+    return SL_EFORMAT;
 }
 
-int sl__op_process_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b)
+/* The records of a keyed channel's buffer. Each frame is read once, AHEAD_SLOT records
+ * before it is processed, into a ring of AHEAD_SLOT frames: reading it prefetches its state
+ * table slot, and AHEAD_ENTRY records before it is processed its hash, from the ring,
+ * prefetches its entry. A keyed head's lookups in a large table otherwise wait for two
+ * cache misses (slot, entry) per record. Records before a malformed frame are processed,
+ * then the buffer fails. */
+static int process_keyed_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b)
 {
     int input = c->input;
     const sl__schema *s = t->in_schema[input];
     sl_value *row = t->in_row[input];
     sl_ctx *head = t->ops[0];
-    const uint8_t *p = b->data, *end = b->data + b->len;
-    /* a keyed head's state is prefetched a few records ahead: a lookup in a large table
-     * otherwise waits for two cache misses (slot, entry) per record */
-    sl__keyed_backend *kb = c->keyed && input == 0 ? head->kb : NULL;
-    const uint8_t *slot_ahead = kb ? p : NULL, *entry_ahead = slot_ahead;
-    for (int i = 0; i < AHEAD_SLOT; i++)
-        slot_ahead = prefetch_frame(kb, slot_ahead, end, 0);
-    for (int i = 0; i < AHEAD_ENTRY; i++)
-        entry_ahead = prefetch_frame(kb, entry_ahead, end, 1);
-    while (p < end) {
-        uint64_t hash;
-        const uint8_t *row_end = end;
-        if (c->keyed) {
-            p = read_frame(p, end, &hash, &row_end);
-            slot_ahead = prefetch_frame(kb, slot_ahead, end, 0);
-            entry_ahead = prefetch_frame(kb, entry_ahead, end, 1);
+    sl__keyed_backend *kb = input == 0 ? head->kb : NULL;
+    const uint8_t *scan = b->data, *end = b->data + b->len; /* the next frame to read */
+    frame ring[AHEAD_SLOT];
+    size_t nread = 0; /* frames read into the ring so far */
+    bool bad = false; /* scan stopped at a malformed frame */
+    for (size_t i = 0;; i++) {
+        while (!bad && scan < end && nread < i + AHEAD_SLOT) {
+            frame *f = &ring[nread % AHEAD_SLOT];
+            f->row = read_frame(scan, end, &f->hash, &f->row_end);
+            if (!f->row) {
+                bad = true;
+                break;
+            }
+            if (kb)
+                sl__keyed_backend_prefetch(kb, f->hash, 0);
+            scan = f->row_end;
+            if (kb && nread < AHEAD_ENTRY) /* the first records' entries, as their slots */
+                sl__keyed_backend_prefetch(kb, f->hash, 1);
+            nread++;
         }
-        if (p)
-            p = sl__row_read(s, p, row_end, row);
-        if (!p || (c->keyed && p != row_end)) {
-            sl__job_fail(t->job, SL_EFORMAT,
-                         "operator '%s' (subtask %d/%d): malformed record in input buffer",
-                         head->node->name, t->subtask + 1, head->parallelism);
-            return SL_EFORMAT;
-        }
+        if (i == nread)
+            return bad ? malformed(t, head) : 0;
+        if (kb && i + AHEAD_ENTRY < nread)
+            sl__keyed_backend_prefetch(kb, ring[(i + AHEAD_ENTRY) % AHEAD_SLOT].hash, 1);
+        const frame *f = &ring[i % AHEAD_SLOT];
+        if (sl__row_read(s, f->row, f->row_end, row) != f->row_end)
+            return malformed(t, head);
         if (sl__failpoint("task.record"))
             return sl_fail(head, "failpoint task.record fired");
-        int rc = process(head, input, row, c->keyed ? &hash : NULL);
+        int rc = process(head, input, row, &f->hash);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int sl__op_process_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b)
+{
+    if (c->keyed)
+        return process_keyed_buffer(t, c, b);
+    int input = c->input;
+    const sl__schema *s = t->in_schema[input];
+    sl_value *row = t->in_row[input];
+    sl_ctx *head = t->ops[0];
+    const uint8_t *p = b->data, *end = b->data + b->len;
+    while (p < end) {
+        p = sl__row_read(s, p, end, row);
+        if (!p)
+            return malformed(t, head);
+        if (sl__failpoint("task.record"))
+            return sl_fail(head, "failpoint task.record fired");
+        int rc = process(head, input, row, NULL);
         if (rc < 0)
             return rc;
     }

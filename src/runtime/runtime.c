@@ -372,6 +372,7 @@ static int build_job(build *b, char *err, size_t cap)
                 w->part = part;
                 w->key = &ed->key;
                 w->keyer.spec = &ed->key;
+                w->keyer.field = ed->key.field;
                 w->schema = ed->from->schema;
                 w->nchans = p;
                 w->chans = sl__xcalloc((size_t)p, sizeof *w->chans);

@@ -24,6 +24,7 @@ typedef struct sl__task sl__task;
 /* Per-operator-instance scratch for computing keys. */
 typedef struct sl__keyer {
     const sl__key_spec *spec;
+    int field; /* spec->field, kept here: the job graph's cache lines stay out of the record path */
     sl_value *vals;
     uint8_t *buf;
     size_t cap;
@@ -229,11 +230,6 @@ int sl__op_process_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b
 int sl__op_open(sl_ctx *ctx);
 int sl__op_end_input(sl_ctx *ctx);
 void sl__op_close(sl_ctx *ctx);
-
-/* Computes the key row and bytes of row into k; hash, when not NULL, is the key's hash
- * (known from the record's frame), else it is computed. Returns 0 or a negative code. */
-int sl__keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row, const uint64_t *hash,
-                   sl__key *out, int max_parallelism);
 
 /* Flushes every partly filled output buffer of the task. */
 int sl__task_flush(sl__task *t);
