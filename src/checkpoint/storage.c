@@ -611,6 +611,27 @@ static int shared_ref_add(sl__storage *st, const char *name, uint64_t size, uint
     return 0;
 }
 
+/* Deletes the stored file rel ("shared/<name>", relative to the job directory). Under
+ * st->mu. */
+static void stored_file_delete(sl__storage *st, const char *rel)
+{
+    if (st->memory) {
+        mem_file *f = mem_find(st, rel);
+        if (f) {
+            sl__free(f->name);
+            sl__free(f->data);
+            *f = st->files[--st->nfiles];
+        }
+        return;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", st->job_dir, rel);
+    if (unlink(path) < 0 && errno != ENOENT)
+        SL_WARN("event=shared_file_delete_failed path=%s error=\"%s\"", path, strerror(errno));
+    else
+        SL_DEBUG("event=shared_file_deleted path=%s", path);
+}
+
 /* Drops every reference of checkpoint id (all ids when id is -1) and deletes the shared
  * files left without one. */
 static void shared_drop(sl__storage *st, int64_t id)
@@ -626,24 +647,9 @@ static void shared_drop(sl__storage *st, int64_t id)
             i++;
             continue;
         }
-        if (st->memory) {
-            char key[MAX_FILE_LEN + 16];
-            snprintf(key, sizeof key, "shared/%s", r->name);
-            mem_file *f = mem_find(st, key);
-            if (f) {
-                sl__free(f->name);
-                sl__free(f->data);
-                *f = st->files[--st->nfiles];
-            }
-        } else {
-            char path[PATH_MAX];
-            snprintf(path, sizeof path, "%s/shared/%s", st->job_dir, r->name);
-            if (unlink(path) < 0 && errno != ENOENT)
-                SL_WARN("event=shared_file_delete_failed path=%s error=\"%s\"", path,
-                        strerror(errno));
-            else
-                SL_DEBUG("event=shared_file_deleted path=%s", path);
-        }
+        char rel[MAX_FILE_LEN + 16];
+        snprintf(rel, sizeof rel, "shared/%s", r->name);
+        stored_file_delete(st, rel);
         sl__free(r->name);
         sl__free(r->ids);
         *r = st->shared[--st->nshared];
@@ -937,6 +943,21 @@ static char *state_file_name(const char *uid, int subtask)
     return path_fmt("%s-%d.state", san, subtask);
 }
 
+/* Makes chk-<id> (disk) the first time this storage writes into it, under st->mu: a
+ * directory left by an earlier process that died mid-checkpoint is removed first. 0, or
+ * -errno. */
+static int chk_dir_ready(open_ckpt *o, const char *dir)
+{
+    if (o->dir_made)
+        return 0;
+    if (is_dir(dir) && remove_tree(dir) < 0)
+        SL_WARN("event=stale_checkpoint_dir dir=%s action=\"could not remove\"", dir);
+    int r = make_dir(dir);
+    if (r == 0)
+        o->dir_made = true;
+    return r;
+}
+
 /* Creates the file (disk), under st->mu: refused when the checkpoint was aborted or
  * subsumed meanwhile, so nothing is ever created in a directory an abort removed. */
 static int writer_create(sl__state_writer *w)
@@ -954,17 +975,10 @@ static int writer_create(sl__state_writer *w)
         wfail(w, rc, "checkpoint %" PRId64 " was aborted or subsumed; %s not written", w->id,
               w->path);
     } else {
-        if (!o->dir_made) {
-            /* chk-<N> left by an earlier process that died mid-checkpoint: start clean */
-            if (is_dir(w->dir) && remove_tree(w->dir) < 0)
-                SL_WARN("event=stale_checkpoint_dir dir=%s action=\"could not remove\"", w->dir);
-            int r = make_dir(w->dir);
-            if (r < 0) {
-                rc = SL_EIO;
-                wfail(w, rc, "cannot create checkpoint directory %s: %s", w->dir, OSERR(-r));
-            } else {
-                o->dir_made = true;
-            }
+        int r = chk_dir_ready(o, w->dir);
+        if (r < 0) {
+            rc = SL_EIO;
+            wfail(w, rc, "cannot create checkpoint directory %s: %s", w->dir, OSERR(-r));
         }
         if (rc == 0) {
             w->fd =
@@ -1468,16 +1482,12 @@ static int store_file(sl__storage *st, int64_t id, const char *dir, const char *
     } else if (!accepting(st, id)) {
         rc = SL_ECANCELED;
         seterr(err, cap, "checkpoint %" PRId64 " was aborted or subsumed; %s not written", id, dst);
-    } else if (!shared && !o->dir_made) {
+    } else if (!shared) {
         char *cd = chk_dir(st, id);
-        if (cd && is_dir(cd) && remove_tree(cd) < 0)
-            SL_WARN("event=stale_checkpoint_dir dir=%s action=\"could not remove\"", cd);
-        int r = cd ? make_dir(cd) : -ENOMEM;
+        int r = cd ? chk_dir_ready(o, cd) : -ENOMEM;
         if (r < 0) {
             rc = r == -ENOMEM ? SL_ENOMEM : SL_EIO;
             seterr(err, cap, "cannot create checkpoint directory %s: %s", cd ? cd : "?", OSERR(-r));
-        } else {
-            o->dir_made = true;
         }
         sl__free(cd);
     }
@@ -1580,19 +1590,7 @@ int sl__storage_put_db_files(sl__storage *st, int64_t id, const char *uid, int s
             rc = accepting(st, id) ? shared_ref_add(st, stored_as, d->size, d->checksum, id)
                                    : SL_ECANCELED;
             if (rc < 0) {
-                /* not registered, so no abort would delete it */
-                char path[PATH_MAX];
-                snprintf(path, sizeof path, "%s/%s", st->job_dir, rel);
-                if (st->memory) {
-                    mem_file *mf = mem_find(st, rel);
-                    if (mf) {
-                        sl__free(mf->name);
-                        sl__free(mf->data);
-                        *mf = st->files[--st->nfiles];
-                    }
-                } else {
-                    unlink(path);
-                }
+                stored_file_delete(st, rel); /* not registered: no abort would delete it */
                 seterr(err, cap,
                        rc == SL_ECANCELED ? "checkpoint %" PRId64 " was aborted"
                                           : "out of memory (checkpoint %" PRId64 ")",

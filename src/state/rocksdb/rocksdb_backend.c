@@ -771,6 +771,23 @@ static rocksdb_readoptions_t *scan_options(const rocksdb_snapshot_t *snap, int k
     return ro;
 }
 
+/* Ends a scan: unless rc already is an error, a read error the iterator met becomes one
+ * (rdb_fail with op, state and st or err as given); frees the iterator and its options.
+ * Returns rc or that error. */
+static int scan_end(const rdb *rb, rocksdb_iterator_t *it, rocksdb_readoptions_t *ro, int rc,
+                    const char *op, const char *state, sl_state *st, char *err, size_t cap)
+{
+    if (rc == 0) {
+        char *e = NULL;
+        rocksdb_iter_get_error(it, &e);
+        if (e)
+            rc = rdb_fail(rb, e, op, state, st, err, cap);
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
 /* Checks every entry of a restored state against the schemas of the handle registering it. */
 static int validate_restored(rdb *rb, rstate *rs, const sl_state *st, char *err, size_t cap)
 {
@@ -804,15 +821,7 @@ static int validate_restored(rdb *rb, rstate *rs, const sl_state *st, char *err,
             break;
         }
     }
-    if (rc == 0) {
-        char *e = NULL;
-        rocksdb_iter_get_error(it, &e);
-        if (e)
-            rc = rdb_fail(rb, e, "iterate", rs->name, NULL, err, cap);
-    }
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return rc;
+    return scan_end(rb, it, ro, rc, "iterate", rs->name, NULL, err, cap);
 }
 
 /* Writes the state's record in the default column family: its kind byte, then the
@@ -905,15 +914,7 @@ static int r_for_each_key(sl__keyed_backend *be, sl_state *st,
         if ((rc = fn(arg, &key)) != 0)
             break;
     }
-    if (rc == 0) {
-        char *e = NULL;
-        rocksdb_iter_get_error(it, &e);
-        if (e)
-            rc = rdb_fail(rb, e, "iterate", rs->name, st, NULL, 0);
-    }
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return rc;
+    return scan_end(rb, it, ro, rc, "iterate", rs->name, st, NULL, 0);
 }
 
 static size_t r_size(const sl__keyed_backend *be)
@@ -1053,15 +1054,7 @@ static int write_state_kg(const rdb *rb, const snap_state *s, const rocksdb_snap
         rc = put_entry(&w->ents, &scope, true, npairs, w->pairs.data, w->pairs.len);
         ++*nent;
     }
-    if (rc == 0) {
-        char *e = NULL;
-        rocksdb_iter_get_error(it, &e);
-        if (e)
-            rc = rdb_fail(rb, e, "iterate (snapshot)", s->name, NULL, NULL, 0);
-    }
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return rc;
+    return scan_end(rb, it, ro, rc, "iterate (snapshot)", s->name, NULL, NULL, 0);
 }
 
 /* Appends the canonical form of key group kg of the given states to out. */
