@@ -509,6 +509,14 @@ static const sl__operator_state_meta *find_op(const sl__checkpoint_meta *m, cons
     return NULL;
 }
 
+/* The key groups [*lo, *hi) of [start, end) that old subtask ss held; returns how many. */
+static int overlap(const sl__subtask_state *ss, int start, int end, int *lo, int *hi)
+{
+    *lo = ss->kg_start > start ? ss->kg_start : start;
+    *hi = ss->kg_end < end ? ss->kg_end : end;
+    return *hi > *lo ? *hi - *lo : 0;
+}
+
 /* Keyed state of key groups [lo, hi) from the database files of old subtask ss (an
  * incremental checkpoint). With adopt, ctx's RocksDB backend takes the files as its database
  * and deletes the key groups it does not own; otherwise a temporary RocksDB backend over the
@@ -581,28 +589,20 @@ int sl__op_restore(sl_ctx *ctx)
         int end = sl__key_group_start(ctx->subtask + 1, ctx->parallelism, g->max_parallelism);
         /* database files (incremental): a RocksDB backend adopts those of the old subtask
          * that overlaps it most, the others go through the canonical form */
-        int base = -1, best = 0;
-        for (int s = 0; s < o->parallelism && sl__backend_is_rocksdb(ctx->kb); s++) {
-            const sl__subtask_state *ss = &o->subtasks[s];
-            int lo = ss->kg_start > start ? ss->kg_start : start;
-            int hi = ss->kg_end < end ? ss->kg_end : end;
-            if (ss->nfiles && hi - lo > best) {
+        int base = -1, best = 0, lo, hi;
+        for (int s = 0; s < o->parallelism && sl__backend_is_rocksdb(ctx->kb); s++)
+            if (o->subtasks[s].nfiles && overlap(&o->subtasks[s], start, end, &lo, &hi) > best) {
                 best = hi - lo;
                 base = s;
             }
-        }
         if (base >= 0) {
-            const sl__subtask_state *ss = &o->subtasks[base];
-            rc = restore_db(ctx, ss, ss->kg_start > start ? ss->kg_start : start,
-                            ss->kg_end < end ? ss->kg_end : end, true, err, sizeof err);
+            overlap(&o->subtasks[base], start, end, &lo, &hi);
+            rc = restore_db(ctx, &o->subtasks[base], lo, hi, true, err, sizeof err);
         }
-        for (int s = 0; s < o->parallelism && rc == 0; s++) {
-            const sl__subtask_state *ss = &o->subtasks[s];
-            int lo = ss->kg_start > start ? ss->kg_start : start;
-            int hi = ss->kg_end < end ? ss->kg_end : end;
-            if (s != base && ss->nfiles && lo < hi)
-                rc = restore_db(ctx, ss, lo, hi, false, err, sizeof err);
-        }
+        for (int s = 0; s < o->parallelism && rc == 0; s++)
+            if (s != base && o->subtasks[s].nfiles &&
+                overlap(&o->subtasks[s], start, end, &lo, &hi))
+                rc = restore_db(ctx, &o->subtasks[s], lo, hi, false, err, sizeof err);
         for (int kg = start; kg < end && rc == 0; kg++) {
             for (int s = 0; s < o->parallelism; s++) {
                 const sl__subtask_state *ss = &o->subtasks[s];
