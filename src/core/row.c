@@ -53,6 +53,34 @@ static size_t compute_fixed(const sl__schema *s)
     return n;
 }
 
+static int kind_of(sl_type t)
+{
+    switch (t) {
+    case SL_I64:
+    case SL_F64:
+        return SL__KIND_FIX8;
+    case SL_BOOL:
+        return SL__KIND_BOOL;
+    case SL_STR:
+    case SL_BYTES:
+        return SL__KIND_VAR;
+    case SL_NULL:
+        break;
+    }
+    return -1;
+}
+
+static int compute_shape(const sl__schema *s)
+{
+    int k0 = s->n >= 1 ? kind_of(s->types[0]) : -1;
+    int k1 = s->n >= 2 ? kind_of(s->types[1]) : -1;
+    if (s->n == 1 && k0 >= 0)
+        return SL__SHAPE1(k0);
+    if (s->n == 2 && k0 >= 0 && k1 >= 0)
+        return SL__SHAPE2(k0, k1);
+    return 0;
+}
+
 static void trim(const char **b, const char **e)
 {
     while (*b < *e && isspace((unsigned char)**b))
@@ -89,6 +117,7 @@ static int schema_finish(sl__schema *s)
     for (int i = 0; i < s->n; i++)
         p += sprintf(p, "%s%s:%s", i ? "," : "", s->names[i], sl__type_name(s->types[i]));
     s->fixed_size = compute_fixed(s);
+    s->shape = compute_shape(s);
     return 0;
 }
 
@@ -234,7 +263,95 @@ int sl__schema_field(const sl__schema *s, const char *name)
     return (int)v;
 }
 
-size_t sl__row_size(const sl__schema *s, const sl_value *row)
+/*
+ * The shape fast paths (row.h). The helpers below encode one non-null field of a kind; they
+ * are always inlined with a constant kind, so each shape's case is straight-line code. The
+ * general loops after them handle nulls and the other schemas.
+ */
+
+static inline __attribute__((always_inline)) size_t size_one(int kind, const sl_value *v)
+{
+    if (kind == SL__KIND_FIX8)
+        return 8;
+    if (kind == SL__KIND_BOOL)
+        return 1;
+    return sl__varint_size(v->u.s.len) + v->u.s.len;
+}
+
+static inline __attribute__((always_inline)) uint8_t *write_one(int kind, const sl_value *v,
+                                                                uint8_t *p)
+{
+    if (kind == SL__KIND_FIX8) {
+        memcpy(p, &v->u.i64, 8); /* little-endian hosts only; checked at build time */
+        return p + 8;
+    }
+    if (kind == SL__KIND_BOOL) {
+        *p = v->u.b ? 1 : 0;
+        return p + 1;
+    }
+    p = sl__varint_write(p, v->u.s.len);
+    sl__copy_bytes(p, v->u.s.ptr, v->u.s.len);
+    return p + v->u.s.len;
+}
+
+/* Reads one non-null field of type t (of kind kind) at p; returns its end, or NULL when it
+ * is malformed or runs past end (the same checks as sl__row_read's loop). */
+static inline __attribute__((always_inline)) const uint8_t *
+read_one(int kind, sl_type t, const uint8_t *p, const uint8_t *end, sl_value *v)
+{
+    v->type = t;
+    if (kind == SL__KIND_FIX8) {
+        if (end - p < 8)
+            return NULL;
+        memcpy(&v->u.i64, p, 8);
+        return p + 8;
+    }
+    if (kind == SL__KIND_BOOL) {
+        if (end - p < 1 || *p > 1)
+            return NULL;
+        v->u.b = *p != 0;
+        return p + 1;
+    }
+    uint64_t len;
+    p = sl__varint_read(p, end, &len);
+    if (!p || (uint64_t)(end - p) < len)
+        return NULL;
+    v->u.s.ptr = (const char *)p;
+    v->u.s.len = (size_t)len;
+    return p + len;
+}
+
+/* The cases of a switch on s->shape, one per shape: X1(k0) for one field, X2(k0, k1) for
+ * two. */
+#define SHAPE_CASES(X1, X2)                                                                        \
+    X1(SL__KIND_FIX8)                                                                              \
+    X1(SL__KIND_BOOL)                                                                              \
+    X1(SL__KIND_VAR)                                                                               \
+    X2(SL__KIND_FIX8, SL__KIND_FIX8)                                                               \
+    X2(SL__KIND_FIX8, SL__KIND_BOOL)                                                               \
+    X2(SL__KIND_FIX8, SL__KIND_VAR)                                                                \
+    X2(SL__KIND_BOOL, SL__KIND_FIX8)                                                               \
+    X2(SL__KIND_BOOL, SL__KIND_BOOL)                                                               \
+    X2(SL__KIND_BOOL, SL__KIND_VAR)                                                                \
+    X2(SL__KIND_VAR, SL__KIND_FIX8)                                                                \
+    X2(SL__KIND_VAR, SL__KIND_BOOL)                                                                \
+    X2(SL__KIND_VAR, SL__KIND_VAR)
+
+/* The fast paths of size and write take a row whose values all have exactly the schema's
+ * types (so none is null). */
+#define SIZE1(k0)                                                                                  \
+    case SL__SHAPE1(k0):                                                                           \
+        if (row[0].type == s->types[0])                                                            \
+            return 1 + size_one(k0, &row[0]);                                                      \
+        break;
+#define SIZE2(k0, k1)                                                                              \
+    case SL__SHAPE2(k0, k1):                                                                       \
+        if (row[0].type == s->types[0] && row[1].type == s->types[1])                              \
+            return 1 + size_one(k0, &row[0]) + size_one(k1, &row[1]);                              \
+        break;
+
+/* sl__row_size's general loop: out of line, so that the fast paths need no stack frame. */
+static __attribute__((noinline)) size_t row_size_general(const sl__schema *s, const sl_value *row)
 {
     if (s->fixed_size) {
         /* nulls only make it smaller; recompute exactly only when one is present */
@@ -265,15 +382,42 @@ size_t sl__row_size(const sl__schema *s, const sl_value *row)
     return n;
 }
 
+size_t sl__row_size(const sl__schema *s, const sl_value *row)
+{
+    switch (s->shape) {
+        SHAPE_CASES(SIZE1, SIZE2)
+    }
+    return row_size_general(s, row);
+}
+
 size_t sl__row_field_offset(const sl__schema *s, const sl_value *row, int f)
 {
     size_t n = ((size_t)s->n + 7) / 8;
+    if (f == 1) /* the usual aggregate field, after a key */
+        return n + sl__value_size(&row[0]);
     for (int i = 0; i < f; i++)
         n += sl__value_size(&row[i]);
     return n;
 }
 
-uint8_t *sl__row_write(const sl__schema *s, const sl_value *row, uint8_t *p)
+#define WRITE1(k0)                                                                                 \
+    case SL__SHAPE1(k0):                                                                           \
+        if (row[0].type == s->types[0]) {                                                          \
+            *p = 0;                                                                                \
+            return write_one(k0, &row[0], p + 1);                                                  \
+        }                                                                                          \
+        break;
+#define WRITE2(k0, k1)                                                                             \
+    case SL__SHAPE2(k0, k1):                                                                       \
+        if (row[0].type == s->types[0] && row[1].type == s->types[1]) {                            \
+            *p = 0;                                                                                \
+            return write_one(k1, &row[1], write_one(k0, &row[0], p + 1));                          \
+        }                                                                                          \
+        break;
+
+/* sl__row_write's general loop, out of line as row_size_general. */
+static __attribute__((noinline)) uint8_t *row_write_general(const sl__schema *s,
+                                                            const sl_value *row, uint8_t *p)
 {
     size_t nb = ((size_t)s->n + 7) / 8;
     uint8_t *bitmap = p;
@@ -308,8 +452,27 @@ uint8_t *sl__row_write(const sl__schema *s, const sl_value *row, uint8_t *p)
     return p;
 }
 
-const uint8_t *sl__row_read(const sl__schema *s, const uint8_t *p, const uint8_t *end,
-                            sl_value *out)
+uint8_t *sl__row_write(const sl__schema *s, const sl_value *row, uint8_t *p)
+{
+    switch (s->shape) {
+        SHAPE_CASES(WRITE1, WRITE2)
+    }
+    return row_write_general(s, row, p);
+}
+
+/* The fast paths of read take a row whose bitmap byte (at p) is 0: no nulls. */
+#define READ1(k0)                                                                                  \
+    case SL__SHAPE1(k0):                                                                           \
+        return read_one(k0, s->types[0], p + 1, end, &out[0]);
+#define READ2(k0, k1)                                                                              \
+    case SL__SHAPE2(k0, k1): {                                                                     \
+        const uint8_t *q = read_one(k0, s->types[0], p + 1, end, &out[0]);                         \
+        return q ? read_one(k1, s->types[1], q, end, &out[1]) : NULL;                              \
+    }
+
+/* sl__row_read's general loop, out of line as row_size_general. */
+static __attribute__((noinline)) const uint8_t *
+row_read_general(const sl__schema *s, const uint8_t *p, const uint8_t *end, sl_value *out)
 {
     size_t nb = ((size_t)s->n + 7) / 8;
     if ((size_t)(end - p) < nb)
@@ -354,8 +517,24 @@ const uint8_t *sl__row_read(const sl__schema *s, const uint8_t *p, const uint8_t
     return p;
 }
 
+const uint8_t *sl__row_read(const sl__schema *s, const uint8_t *p, const uint8_t *end,
+                            sl_value *out)
+{
+    if (s->shape && p < end && *p == 0) {
+        switch (s->shape) {
+            SHAPE_CASES(READ1, READ2)
+        }
+    }
+    return row_read_general(s, p, end, out);
+}
+
 int sl__row_check(const sl__schema *s, const sl_value *row)
 {
+    if (s->shape >= SL__SHAPE2(SL__KIND_FIX8, SL__KIND_FIX8)) { /* two fields, unrolled */
+        if (row[0].type != s->types[0] && row[0].type != SL_NULL)
+            return 0;
+        return row[1].type != s->types[1] && row[1].type != SL_NULL ? 1 : -1;
+    }
     for (int i = 0; i < s->n; i++)
         if (row[i].type != s->types[i] && row[i].type != SL_NULL)
             return i;

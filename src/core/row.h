@@ -25,7 +25,20 @@ typedef struct sl__schema {
     char **names;
     char *text;        /* canonical text, "city:str,value:i64" */
     size_t fixed_size; /* serialized size when there are no str/bytes fields, else 0 */
+    int shape;         /* SL__SHAPE_* of a 1- or 2-field schema, else 0: see below */
 } sl__schema;
+
+/*
+ * Shapes: the row codec's fast paths. A field's kind says how a non-null value is encoded:
+ * 8 bytes (i64, f64), 1 byte (bool) or varint length and bytes (str, bytes). A schema of
+ * one or two fields has a shape naming its kinds, and sl__row_read/size/write handle a row
+ * of that shape without nulls in straight-line code for it, instead of the loop with a
+ * switch per field; rows with nulls (and other schemas) take the general loop. The bytes
+ * are the same either way.
+ */
+enum { SL__KIND_FIX8, SL__KIND_BOOL, SL__KIND_VAR };
+#define SL__SHAPE1(k0) (1 + (k0))
+#define SL__SHAPE2(k0, k1) (4 + 3 * (k0) + (k1))
 
 /* Parses schema text (see sluice.h). Returns a new schema or NULL with a message in err. */
 sl__schema *sl__schema_parse(const char *text, char *err, size_t errcap);
@@ -43,7 +56,7 @@ size_t sl__row_size(const sl__schema *s, const sl_value *row);
 /* Writes row at dst (which has sl__row_size bytes) and returns the end. */
 uint8_t *sl__row_write(const sl__schema *s, const sl_value *row, uint8_t *dst);
 /* Offset of field f (not null) in the serialized form of row: where sl__row_write puts its
- * bytes. */
+ * bytes. Reads only the types and lengths of fields before f. */
 size_t sl__row_field_offset(const sl__schema *s, const sl_value *row, int f);
 /* Reads a row from [p, end) into out; returns the end of the row or NULL if malformed. */
 const uint8_t *sl__row_read(const sl__schema *s, const uint8_t *p, const uint8_t *end,
@@ -78,6 +91,10 @@ static inline uint8_t *sl__varint_write(uint8_t *p, uint64_t v)
 /* Returns the end, or NULL when malformed or truncated. */
 static inline const uint8_t *sl__varint_read(const uint8_t *p, const uint8_t *end, uint64_t *v)
 {
+    if (p < end && *p < 0x80) { /* the usual one-byte length */
+        *v = *p;
+        return p + 1;
+    }
     uint64_t r = 0;
     for (int shift = 0; shift < 64 && p < end; shift += 7) {
         uint8_t b = *p++;
@@ -88,6 +105,32 @@ static inline const uint8_t *sl__varint_read(const uint8_t *p, const uint8_t *en
         }
     }
     return NULL;
+}
+
+/* memcpy for the short strings of most rows (keys, words): up to 16 bytes by two
+ * overlapping loads and stores that stay within [src, src + n), without a call. */
+static inline void sl__copy_bytes(void *dst, const void *src, size_t n)
+{
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    } else if (n > 16) {
+        memcpy(d, s, n);
+    } else {
+        for (size_t i = 0; i < n; i++) /* 0 to 3 bytes */
+            d[i] = s[i];
+    }
 }
 
 /* The serialized size of one non-null value (its bytes in a row, after the bitmap). */
@@ -123,8 +166,7 @@ static inline uint8_t *sl__value_write(const sl_value *v, uint8_t *p)
     case SL_STR:
     case SL_BYTES:
         p = sl__varint_write(p, v->u.s.len);
-        if (v->u.s.len)
-            memcpy(p, v->u.s.ptr, v->u.s.len);
+        sl__copy_bytes(p, v->u.s.ptr, v->u.s.len);
         return p + v->u.s.len;
     case SL_NULL:
         break;

@@ -162,6 +162,38 @@ static int write_to(sl__writer *w, sl__channel *ch, const sl_value *row, size_t 
     return 0;
 }
 
+/* The hash of row's key, for a HASH writer to pick the channel: the hash of the key row
+ * keyer_make would make, but without filling an sl__key, and for a key field with the
+ * field's bytes copied inline. Returns 0 or a negative code (the operator has failed). */
+static inline int writer_key_hash(sl__writer *w, sl_ctx *from, const sl_value *row, uint64_t *hash)
+{
+    sl__keyer *k = &w->keyer;
+    size_t n;
+    if (k->field >= 0) {
+        const sl_value *v = &row[k->field];
+        if (v->type == SL_STR || v->type == SL_BYTES) { /* the usual key: a word, an id */
+            n = 1 + sl__varint_size(v->u.s.len) + v->u.s.len;
+            keyer_reserve(k, n);
+            k->buf[0] = 0;
+            sl__copy_bytes(sl__varint_write(k->buf + 1, v->u.s.len), v->u.s.ptr, v->u.s.len);
+        } else {
+            bool null = v->type == SL_NULL;
+            n = 1 + (null ? 0 : sl__value_size(v));
+            keyer_reserve(k, n);
+            k->buf[0] = null;
+            if (!null)
+                sl__value_write(v, k->buf + 1);
+        }
+    } else {
+        int64_t r = keyer_select(k, w->key_ctx ? w->key_ctx : from, row);
+        if (r < 0)
+            return (int)r;
+        n = (size_t)r;
+    }
+    *hash = sl__hash(k->buf, n);
+    return 0;
+}
+
 static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
 {
     size_t n = sl__row_size(w->schema, row);
@@ -175,13 +207,15 @@ static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
         return write_to(w, ch, row, n, from->task);
     }
     case SL_PART_HASH: {
-        sl__key key;
-        int rc = keyer_make(&w->keyer, w->key_ctx ? w->key_ctx : from, row, NULL, &key,
-                            w->max_parallelism);
+        uint64_t hash = 0; /* set when rc is 0 */
+        int rc = writer_key_hash(w, from, row, &hash);
         if (rc < 0)
             return rc;
-        int target = sl__key_group_owner(key.key_group, w->nchans, w->max_parallelism);
-        return write_keyed(w, w->chans[target], row, n, key.hash, from->task);
+        int target = 0;
+        if (w->nchans > 1)
+            target = sl__key_group_owner(sl__key_group(hash, w->max_parallelism), w->nchans,
+                                         w->max_parallelism);
+        return write_keyed(w, w->chans[target], row, n, hash, from->task);
     }
     case SL_PART_BROADCAST:
         for (int i = 0; i < w->nchans; i++) {
