@@ -93,30 +93,41 @@ static __attribute__((noinline)) int64_t keyer_select(sl__keyer *k, sl_ctx *key_
     return (int64_t)n;
 }
 
-/* Computes the key row and bytes of row into k; hash, when not NULL, is the key's hash
- * (known from the record's frame), else it is computed. Returns 0 or a negative code (the
- * operator has failed). */
-static inline int keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row,
-                             const uint64_t *hash, sl__key *out, int max_parallelism)
+/* Writes the key row of row into k->buf and returns its size, or a negative code (the
+ * operator has failed). A key field is written here without the schema-directed loops of
+ * sl__row_size and sl__row_write: its bitmap byte and its bytes, a string's inline. */
+static inline __attribute__((always_inline)) int64_t keyer_row(sl__keyer *k, sl_ctx *key_ctx,
+                                                               const sl_value *row)
 {
-    int field = k->field;
+    if (k->field < 0)
+        return keyer_select(k, key_ctx, row);
+    const sl_value *v = &row[k->field];
     size_t n;
-    if (field >= 0) {
-        /* the key row is that one field: its bitmap byte and its bytes, written here without
-         * the schema-directed loops of sl__row_size and sl__row_write */
-        const sl_value *v = &row[field];
+    if (v->type == SL_STR || v->type == SL_BYTES) { /* the usual key: a word, an id */
+        n = 1 + sl__varint_size(v->u.s.len) + v->u.s.len;
+        keyer_reserve(k, n);
+        k->buf[0] = 0;
+        sl__copy_bytes(sl__varint_write(k->buf + 1, v->u.s.len), v->u.s.ptr, v->u.s.len);
+    } else {
         bool null = v->type == SL_NULL;
         n = 1 + (null ? 0 : sl__value_size(v));
         keyer_reserve(k, n);
         k->buf[0] = null;
         if (!null)
             sl__value_write(v, k->buf + 1);
-    } else {
-        int64_t r = keyer_select(k, key_ctx, row);
-        if (r < 0)
-            return (int)r;
-        n = (size_t)r;
     }
+    return (int64_t)n;
+}
+
+/* Computes the key row and bytes of row into k; hash, when not NULL, is the key's hash
+ * (known from the record's frame), else it is computed. Returns 0 or a negative code (the
+ * operator has failed). */
+static inline int keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row,
+                             const uint64_t *hash, sl__key *out, int max_parallelism)
+{
+    int64_t n = keyer_row(k, key_ctx, row);
+    if (n < 0)
+        return (int)n;
     out->bytes = k->buf;
     out->len = n;
     out->hash = hash ? *hash : sl__hash(k->buf, n);
@@ -163,34 +174,14 @@ static int write_to(sl__writer *w, sl__channel *ch, const sl_value *row, size_t 
 }
 
 /* The hash of row's key, for a HASH writer to pick the channel: the hash of the key row
- * keyer_make would make, but without filling an sl__key, and for a key field with the
- * field's bytes copied inline. Returns 0 or a negative code (the operator has failed). */
+ * keyer_make would make, without filling an sl__key. Returns 0 or a negative code (the
+ * operator has failed). */
 static inline int writer_key_hash(sl__writer *w, sl_ctx *from, const sl_value *row, uint64_t *hash)
 {
-    sl__keyer *k = &w->keyer;
-    size_t n;
-    if (k->field >= 0) {
-        const sl_value *v = &row[k->field];
-        if (v->type == SL_STR || v->type == SL_BYTES) { /* the usual key: a word, an id */
-            n = 1 + sl__varint_size(v->u.s.len) + v->u.s.len;
-            keyer_reserve(k, n);
-            k->buf[0] = 0;
-            sl__copy_bytes(sl__varint_write(k->buf + 1, v->u.s.len), v->u.s.ptr, v->u.s.len);
-        } else {
-            bool null = v->type == SL_NULL;
-            n = 1 + (null ? 0 : sl__value_size(v));
-            keyer_reserve(k, n);
-            k->buf[0] = null;
-            if (!null)
-                sl__value_write(v, k->buf + 1);
-        }
-    } else {
-        int64_t r = keyer_select(k, w->key_ctx ? w->key_ctx : from, row);
-        if (r < 0)
-            return (int)r;
-        n = (size_t)r;
-    }
-    *hash = sl__hash(k->buf, n);
+    int64_t n = keyer_row(&w->keyer, w->key_ctx ? w->key_ctx : from, row);
+    if (n < 0)
+        return (int)n;
+    *hash = sl__hash(w->keyer.buf, (size_t)n);
     return 0;
 }
 
