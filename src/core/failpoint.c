@@ -76,16 +76,16 @@ static double draw(void)
     return (double)(state >> 11) / 9007199254740992.0;
 }
 
-static atomic_int armed = -1; /* -1 unknown, 0 none configured, 1 some */
+atomic_int sl__failpoints_armed = -1; /* -1 unknown, 0 none configured, 1 some */
 
-bool sl__failpoint(const char *name)
+bool sl__failpoint_hit(const char *name)
 {
-    int a = atomic_load_explicit(&armed, memory_order_relaxed);
+    int a = atomic_load_explicit(&sl__failpoints_armed, memory_order_relaxed);
     if (a == 0)
         return false;
     if (a < 0) {
         pthread_once(&once, parse);
-        atomic_store(&armed, npoints > 0);
+        atomic_store(&sl__failpoints_armed, npoints > 0);
         if (!npoints)
             return false;
     }

@@ -26,8 +26,24 @@
 #include <stdbool.h>
 
 #ifdef SL_TESTING
-/* True when the point fires now. Any thread; lock-free. */
-bool sl__failpoint(const char *name);
+#include <stdatomic.h>
+
+/* Whether any point is configured: -1 before SLUICE_FAILPOINTS was read, then 0 or 1.
+ * Written once by the first sl__failpoint_hit; read by every sl__failpoint. */
+extern atomic_int sl__failpoints_armed;
+
+/* The slow path of sl__failpoint: reads SLUICE_FAILPOINTS on the first call, then decides
+ * whether the point fires now. Any thread; lock-free. */
+bool sl__failpoint_hit(const char *name);
+
+/* True when the point fires now. Any thread; lock-free. Inline, as it runs per record: with
+ * no point configured it is one relaxed load and a predictable branch. */
+static inline bool sl__failpoint(const char *name)
+{
+    if (__builtin_expect(atomic_load_explicit(&sl__failpoints_armed, memory_order_relaxed) == 0, 1))
+        return false;
+    return sl__failpoint_hit(name);
+}
 #else
 static inline bool sl__failpoint(const char *name)
 {

@@ -559,9 +559,9 @@ static int malformed(sl__task *t, const sl_ctx *head)
 /* The records of a keyed channel's buffer. Each frame is read once, AHEAD_SLOT records
  * before it is processed, into a ring of AHEAD_SLOT frames: reading it prefetches its state
  * table slot, and AHEAD_ENTRY records before it is processed its hash, from the ring,
- * prefetches its entry. A keyed head's lookups in a large table otherwise wait for two
- * cache misses (slot, entry) per record. Records before a malformed frame are processed,
- * then the buffer fails. */
+ * prefetches its entry, both in one call per record (sl__keyed_backend_prefetch). A keyed
+ * head's lookups in a large table otherwise wait for two cache misses (slot, entry) per
+ * record. Records before a malformed frame are processed, then the buffer fails. */
 static int process_keyed_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b)
 {
     int input = c->input;
@@ -574,6 +574,7 @@ static int process_keyed_buffer(sl__task *t, const sl__channel *c, const sl__buf
     size_t nread = 0; /* frames read into the ring so far */
     bool bad = false; /* scan stopped at a malformed frame */
     for (size_t i = 0;; i++) {
+        const uint64_t *slot = NULL; /* the last frame read, its slot not yet prefetched */
         while (!bad && scan < end && nread < i + AHEAD_SLOT) {
             frame *f = &ring[nread % AHEAD_SLOT];
             f->row = read_frame(scan, end, &f->hash, &f->row_end);
@@ -581,17 +582,22 @@ static int process_keyed_buffer(sl__task *t, const sl__channel *c, const sl__buf
                 bad = true;
                 break;
             }
-            if (kb)
-                sl__keyed_backend_prefetch(kb, f->hash, 0);
             scan = f->row_end;
-            if (kb && nread < AHEAD_ENTRY) /* the first records' entries, as their slots */
-                sl__keyed_backend_prefetch(kb, f->hash, 1);
+            if (kb && slot) /* more than one frame read now (at the start) */
+                sl__keyed_backend_prefetch(kb, slot, NULL);
+            slot = &f->hash;
+            if (kb && nread < AHEAD_ENTRY) { /* the first records' entries, as their slots */
+                sl__keyed_backend_prefetch(kb, slot, slot);
+                slot = NULL;
+            }
             nread++;
         }
         if (i == nread)
             return bad ? malformed(t, head) : 0;
-        if (kb && i + AHEAD_ENTRY < nread)
-            sl__keyed_backend_prefetch(kb, ring[(i + AHEAD_ENTRY) % AHEAD_SLOT].hash, 1);
+        const uint64_t *entry =
+            i + AHEAD_ENTRY < nread ? &ring[(i + AHEAD_ENTRY) % AHEAD_SLOT].hash : NULL;
+        if (kb && (slot || entry))
+            sl__keyed_backend_prefetch(kb, slot, entry);
         const frame *f = &ring[i % AHEAD_SLOT];
         if (sl__row_read(s, f->row, f->row_end, row) != f->row_end)
             return malformed(t, head);

@@ -28,10 +28,10 @@ typedef struct ostate {
 } ostate;
 
 struct sl__operator_store {
-    ostate **states; /* in order of registration or restore */
+    sl__state_head head; /* first: sl__state_end_call reads it (state.h) */
+    ostate **states;     /* in order of registration or restore */
     size_t nstates, states_cap;
     sl__slab slab;
-    sl__iter_pool iters;
 };
 
 sl__operator_store *sl__operator_store_create(void)
@@ -62,13 +62,8 @@ void sl__operator_store_destroy(sl__operator_store *os)
     }
     sl__free(os->states);
     sl__slab_close(&os->slab);
-    sl__iter_pool_close(&os->iters);
+    sl__iter_pool_close(&os->head.iters);
     sl__free(os);
-}
-
-sl__iter_pool *sl__operator_store_iters(sl__operator_store *os)
-{
-    return &os->iters;
 }
 
 static ostate *find(sl__operator_store *os, const char *name, size_t len)
@@ -218,7 +213,7 @@ static sl_state *register_state(sl__operator_store *os, sl_ctx *ctx, const sl_st
     }
     st->origin = origin;
     st->mode = mode;
-    st->iters = &os->iters;
+    st->iters = &os->head.iters;
     st->ops = &operator_state_ops;
     ostate *o = find(os, st->name, strlen(st->name));
     if (o && o->handle) {

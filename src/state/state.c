@@ -446,15 +446,15 @@ void sl__iter_pool_close(sl__iter_pool *pool)
     memset(pool, 0, sizeof *pool);
 }
 
-void sl__state_end_call(sl__keyed_backend *be, sl__operator_store *os)
+void sl__state_end_call_slow(sl__keyed_backend *be, sl__operator_store *os)
 {
     if (be) {
-        sl__iter_pool_release_all(&be->iters);
+        sl__iter_pool_release_all(&be->head.iters);
         if (be->ops->release_views)
             be->ops->release_views(be);
     }
-    if (os)
-        sl__iter_pool_release_all(sl__operator_store_iters(os));
+    if (os) /* the store starts with its head (state.h) */
+        sl__iter_pool_release_all(&((sl__state_head *)(void *)os)->iters);
 }
 
 /* ---- Keyed backend: the backend-independent part ---------------------------------------- */
@@ -500,7 +500,7 @@ void sl__keyed_backend_destroy(sl__keyed_backend *be)
 {
     if (!be)
         return;
-    sl__iter_pool_close(&be->iters);
+    sl__iter_pool_close(&be->head.iters);
     for (size_t i = 0; i < be->nstates; i++)
         sl__state_free(be->states[i]);
     sl__free(be->states);
@@ -517,15 +517,15 @@ void sl__keyed_backend_set_key(sl__keyed_backend *be, const sl__key *key)
     be->key = *key;
     be->has_key = true;
     be->key_epoch++;
-    if (be->ops->release_views && !be->iters.open)
+    if (be->head.views && !be->head.iters.open)
         be->ops->release_views(be);
 }
 
-void sl__keyed_backend_prefetch(sl__keyed_backend *be, uint64_t key_hash, int stage)
+void sl__keyed_backend_prefetch(sl__keyed_backend *be, const uint64_t *slot_hash,
+                                const uint64_t *entry_hash)
 {
-    int kg = sl__key_group(key_hash, be->max_parallelism);
-    if (be->ops->prefetch && kg >= be->kg_start && kg < be->kg_end)
-        be->ops->prefetch(be, key_hash, kg, stage);
+    if (be->ops->prefetch)
+        be->ops->prefetch(be, slot_hash, entry_hash);
 }
 
 const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be)
@@ -576,7 +576,7 @@ sl_state *sl__keyed_backend_state(sl__keyed_backend *be, sl_ctx *ctx, const sl_s
         be->states_cap = cap;
     }
     st->be = be;
-    st->iters = &be->iters;
+    st->iters = &be->head.iters;
     st->origin = SL__ORIGIN_KEYED;
     if (be->ops->attach(be, st, err, sizeof err) < 0) {
         if (ctx)
@@ -854,7 +854,12 @@ int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out)
         v->u.i64 = (int64_t)((uint64_t)v->u.i64 + (uint64_t)delta->u.i64);
     else
         v->u.f64 += delta->u.f64;
-    memcpy(p + sl__row_field_offset(st->schema, out, f), &v->u.i64, 8); /* as sl__row_write */
+    /* f's 8 bytes end where the fields after it begin: counted from the row's end, that is
+     * no work when f is the last field (a sum's usual shape) */
+    size_t off = n - 8;
+    for (int i = f + 1; i < st->schema->n; i++)
+        off -= sl__value_size(&out[i]);
+    memcpy(p + off, &v->u.i64, 8); /* as sl__row_write */
     st->mod++;
     return 1;
 }

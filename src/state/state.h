@@ -79,12 +79,15 @@ void sl__keyed_backend_destroy(sl__keyed_backend *be);
  * is open (RocksDB backend: its view arena is reset). */
 void sl__keyed_backend_set_key(sl__keyed_backend *be, const sl__key *key);
 const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be);
-/* A hint that a key of hash key_hash (sl__key.hash) is coming soon: starts loading the
- * memory its lookup in each registered state will read, so that it is in cache by then.
- * stage 0 fetches the table slot the lookup starts at; stage 1, issued later for the same
- * key (once the slot has arrived), the entry that slot points to. Changes nothing; a hash
- * outside the backend's key groups and a backend without the hint are ignored. */
-void sl__keyed_backend_prefetch(sl__keyed_backend *be, uint64_t key_hash, int stage);
+/* A hint that keys (given by their hashes, sl__key.hash) are coming soon: starts loading
+ * the memory their lookups in the registered states will read, so that it is in cache by
+ * then. slot_hash, when not NULL, is a key some records ahead: the table slot its lookup
+ * starts at is fetched. entry_hash, when not NULL, is a nearer key whose slot was fetched
+ * before (and has arrived by now): the entry that slot points to is fetched. Both in one
+ * call, as a keyed input issues one of each per record. Changes nothing; a hash outside the
+ * backend's key groups and a backend without the hint are ignored. */
+void sl__keyed_backend_prefetch(sl__keyed_backend *be, const uint64_t *slot_hash,
+                                const uint64_t *entry_hash);
 
 /* Registers a keyed state (see sl_keyed_state in sluice.h). ctx is passed to reduce and
  * aggregate callbacks and used for sl_fail() messages. Returns NULL after sl_fail(). */
@@ -222,8 +225,36 @@ int sl__operator_store_restore(sl__operator_store *os, const sl__buf *old_snapsh
 
 /* ---- Per-call bookkeeping --------------------------------------------------------------*/
 
-/* Called by the runtime after each call into user code: releases open iterators. Either
- * argument may be NULL. */
-void sl__state_end_call(sl__keyed_backend *be, sl__operator_store *os);
+typedef struct sl__iter_block sl__iter_block;
+
+/* A pool owned by a backend or operator store: iterators are recycled, so steady use
+ * allocates nothing; every one still open is released by sl__iter_pool_release_all (at the
+ * end of each call into user code). */
+typedef struct sl__iter_pool {
+    sl__iter_block *blocks;
+    sl_iter *free;
+    size_t open;
+} sl__iter_pool;
+
+/* The first member of every keyed backend (sl__keyed_backend, state_int.h) and of the
+ * operator store: what sl__state_end_call has to look at, here so that its usual case
+ * (nothing to release) is a test inline in the caller. Task thread. */
+typedef struct sl__state_head {
+    sl__iter_pool iters; /* the iterators of the handles */
+    bool views; /* keyed backend: it handed out views that its release_views drops (RocksDB) */
+} sl__state_head;
+
+/* sl__state_end_call when there is something to release. */
+void sl__state_end_call_slow(sl__keyed_backend *be, sl__operator_store *os);
+
+/* Called by the runtime after each call into user code: releases open iterators and the
+ * keyed backend's views. Either argument may be NULL. */
+static inline void sl__state_end_call(sl__keyed_backend *be, sl__operator_store *os)
+{
+    const sl__state_head *b = (const sl__state_head *)(void *)be;
+    const sl__state_head *o = (const sl__state_head *)(void *)os;
+    if (__builtin_expect((b && (b->iters.open || b->views)) || (o && o->iters.open), 0))
+        sl__state_end_call_slow(be, os);
+}
 
 #endif

@@ -234,8 +234,101 @@ static inline size_t sl__ent_size(size_t alen, size_t blen, size_t vlen)
  * may_fail: NULL on out of memory; else aborts. */
 uint8_t *sl__ent_make(sl__slab *s, uint64_t hash, const void *a, size_t alen, const void *b,
                       size_t blen, const void *v, size_t vlen, bool may_fail);
-/* Decodes an entry's header. */
-void sl__ent_view(const uint8_t *e, sl__ent *out);
+
+/* Decodes a varint written by this module (trusted memory, no bound needed). */
+static inline const uint8_t *sl__get_varint(const uint8_t *p, size_t *v)
+{
+    size_t r = *p & 0x7f;
+    if (!(*p++ & 0x80)) {
+        *v = r;
+        return p;
+    }
+    for (int shift = 7;; shift += 7) {
+        uint8_t b = *p++;
+        r |= (size_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            break;
+    }
+    *v = r;
+    return p;
+}
+
+/* Decodes an entry's header. Inline, as the lookups below: they are on the per-record
+ * path. */
+static inline void sl__ent_view(const uint8_t *e, sl__ent *x)
+{
+    memcpy(&x->hash, e, 4);
+    memcpy(&x->version, e + 4, 4);
+    const uint8_t *p = sl__get_varint(e + 8, &x->alen);
+    p = sl__get_varint(p, &x->blen);
+    p = sl__get_varint(p, &x->vlen);
+    x->a = p;
+    x->b = p + x->alen;
+    x->v = (uint8_t *)p + x->alen + x->blen;
+    x->size = sl__ent_size(x->alen, x->blen, x->vlen);
+}
+
+/* An entry's value and its length: the part of sl__ent_view a value read needs. */
+static inline uint8_t *sl__ent_value(uint8_t *e, size_t *vlen)
+{
+    size_t alen, blen;
+    const uint8_t *p = sl__get_varint(e + 8, &alen);
+    p = sl__get_varint(p, &blen);
+    p = sl__get_varint(p, vlen);
+    return (uint8_t *)p + alen + blen;
+}
+
+/* True when the n bytes at a and b are equal: memcmp, without its call for the short keys
+ * that are usual (up to 16 bytes: two overlapping loads from each side, or three bytes). */
+static inline bool sl__bytes_eq(const void *a, const void *b, size_t n)
+{
+    const uint8_t *x = a, *y = b;
+    if (n - 1 >= 16) /* 0, or above 16 */
+        return !n || !memcmp(x, y, n);
+    if (n >= 8) {
+        uint64_t x0, x1, y0, y1;
+        memcpy(&x0, x, 8);
+        memcpy(&y0, y, 8);
+        memcpy(&x1, x + n - 8, 8);
+        memcpy(&y1, y + n - 8, 8);
+        return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+    }
+    if (n >= 4) {
+        uint32_t x0, x1, y0, y1;
+        memcpy(&x0, x, 4);
+        memcpy(&y0, y, 4);
+        memcpy(&x1, x + n - 4, 4);
+        memcpy(&y1, y + n - 4, 4);
+        return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+    }
+    return x[0] == y[0] && x[n / 2] == y[n / 2] && x[n - 1] == y[n - 1];
+}
+
+/* True when entry e's address is (a, b). */
+static inline __attribute__((always_inline)) bool
+sl__ent_is(const uint8_t *e, const void *a, size_t alen, const void *b, size_t blen)
+{
+    const uint8_t *p;
+    if (alen < 0x80 && blen < 0x80) {
+        /* the usual case: both lengths are one-byte varints, so the entry's must be the
+         * same bytes */
+        if (e[8] != alen || e[9] != blen)
+            return false;
+        p = e + 10;
+        while (*p++ & 0x80) /* skip vlen */
+            ;
+    } else {
+        size_t ea, eb, ev;
+        p = sl__get_varint(e + 8, &ea);
+        if (ea != alen)
+            return false;
+        p = sl__get_varint(p, &eb);
+        if (eb != blen)
+            return false;
+        p = sl__get_varint(p, &ev);
+    }
+    return sl__bytes_eq(p, a, alen) && (!blen || sl__bytes_eq(p + alen, b, blen));
+}
 /* Replaces the value with vlen bytes from v: in place when the block size stays the same,
  * else in a new block (the old one is freed; the version is kept). Returns the entry's
  * (possibly new) address; NULL only when may_fail and out of memory (then e is unchanged).
@@ -295,20 +388,94 @@ static inline void sl__htab_replace_at(sl__htab *t, size_t slot, uint8_t *e)
     t->slots[slot] = (t->slots[slot] & ~SL__SLOT_ADDR) | (sl__slot)(uintptr_t)e;
 }
 
-/* Finds the entry (hash, a, b). Returns true and its slot, or false and the slot where it
- * would be inserted (only meaningful when the table has capacity). */
-bool sl__htab_find(const sl__htab *t, uint64_t hash, const void *a, size_t alen, const void *b,
-                   size_t blen, size_t *slot);
+/* The home slot of folded hash h in t (which has slots). The 64-bit product still spreads
+ * all of h's bits to the top. */
+static inline size_t sl__htab_home(const sl__htab *t, uint32_t h)
+{
+    return (size_t)(((uint64_t)h * 0x9E3779B97F4A7C15ULL) >> t->shift);
+}
+
 #ifdef SL_TESTING
 /* Probe sequences started by sl__htab_find on this thread (tests count lookups). */
 extern _Thread_local uint64_t sl__htab_finds;
 #endif
 
-/* Prefetches for a coming sl__htab_find of hash: stage 0 the slot its probe starts at,
- * stage 1 the entry of the first slot from there whose tag matches, looking along the probe
- * run for at most 4 slots (this reads the slots, so issue stage 0 well before). Changes
- * nothing. */
-void sl__htab_prefetch(const sl__htab *t, uint64_t hash, int stage);
+/* Finds the entry (hash, a, b). Returns true and its slot, or false and the slot where it
+ * would be inserted (only meaningful when the table has capacity). Inline: one per state
+ * access on the per-record path. */
+static inline __attribute__((always_inline)) bool sl__htab_find(const sl__htab *t, uint64_t hash64,
+                                                                const void *a, size_t alen,
+                                                                const void *b, size_t blen,
+                                                                size_t *slot)
+{
+#ifdef SL_TESTING
+    sl__htab_finds++;
+#endif
+    if (!t->slots) {
+        *slot = 0;
+        return false;
+    }
+    uint32_t hash = sl__ent_hash32(hash64);
+    sl__slot tag = sl__slot_tag(hash);
+    for (size_t i = sl__htab_home(t, hash);; i = (i + 1) & t->mask) {
+        sl__slot s = t->slots[i];
+        if (!s) {
+            *slot = i;
+            return false;
+        }
+        if ((s & ~SL__SLOT_ADDR) != tag)
+            continue;
+        const uint8_t *e = sl__slot_ent(s);
+        uint32_t eh;
+        memcpy(&eh, e, 4);
+        if (eh == hash && sl__ent_is(e, a, alen, b, blen)) {
+            *slot = i;
+            return true;
+        }
+    }
+}
+
+/* __builtin_prefetch, kept: GCC's dead-code elimination deletes a prefetch together with
+ * the branches and loop that lead to it when nothing else there has an effect (as in
+ * sl__htab_prefetch_entry once inlined); the empty volatile asm is such an effect, and costs no
+ * instruction. */
+#define SL__PREFETCH(p)                                                                            \
+    do {                                                                                           \
+        __builtin_prefetch(p);                                                                     \
+        __asm__ volatile("");                                                                      \
+    } while (0)
+
+/* Slots sl__htab_prefetch_entry looks at for the entry. */
+#define SL__HTAB_PREFETCH_PROBE 4
+
+/* Prefetches for a coming sl__htab_find of hash: sl__htab_prefetch_slot the slot its probe
+ * starts at, then sl__htab_prefetch_entry the entry of the first slot from there whose tag
+ * matches, looking along the probe run for at most SL__HTAB_PREFETCH_PROBE slots (this
+ * reads the slots, so prefetch the slot well before). Change nothing. Inline: they run for
+ * every record of a keyed input. */
+static inline void sl__htab_prefetch_slot(const sl__htab *t, uint64_t hash64)
+{
+    if (t->slots)
+        SL__PREFETCH(&t->slots[sl__htab_home(t, sl__ent_hash32(hash64))]);
+}
+
+static inline void sl__htab_prefetch_entry(const sl__htab *t, uint64_t hash64)
+{
+    if (!t->slots)
+        return;
+    uint32_t hash = sl__ent_hash32(hash64);
+    sl__slot tag = sl__slot_tag(hash);
+    size_t i = sl__htab_home(t, hash);
+    for (int n = 0; n < SL__HTAB_PREFETCH_PROBE; n++, i = (i + 1) & t->mask) {
+        sl__slot s = t->slots[i];
+        if (!s)
+            return;
+        if ((s & ~SL__SLOT_ADDR) == tag) {
+            SL__PREFETCH(sl__slot_ent(s));
+            return;
+        }
+    }
+}
 
 /* Makes room for one more entry. Returns 1 when the table was (re)allocated, so slots
  * found before are stale, 0 when nothing moved, SL_ENOMEM (only when may_fail). */
@@ -362,16 +529,8 @@ sl__vec *sl__vec_copy(const sl__vec *v, size_t extra);
 
 /* ---- Iterators ------------------------------------------------------------------------- */
 
-typedef struct sl__iter_block sl__iter_block;
-
-/* A pool owned by a backend or operator store: iterators are recycled, so steady use
- * allocates nothing; every one still open is released by sl__iter_pool_release_all (at the
- * end of each call into user code). */
-typedef struct sl__iter_pool {
-    sl__iter_block *blocks;
-    sl_iter *free;
-    size_t open;
-} sl__iter_pool;
+/* The pool of iterators (sl__iter_pool) is in state.h, in the head of every backend and
+ * store (sl__state_head). */
 
 struct sl_iter {
     sl__iter_pool *pool;
@@ -504,9 +663,6 @@ void sl__state_describe(const sl_state *st, char *buf, size_t cap);
 int sl__state_fail(sl_state *st, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The operator store's iterator pool (for sl__state_end_call). */
-sl__iter_pool *sl__operator_store_iters(sl__operator_store *os);
-
 /* ---- Keyed backend base -----------------------------------------------------------------*/
 
 typedef struct sl__backend_ops {
@@ -526,12 +682,15 @@ typedef struct sl__backend_ops {
     /* Asynchronous snapshots (state.h): begin on the task thread; NULL on out of memory. */
     sl__keyed_snapshot *(*snapshot_begin)(sl__keyed_backend *be);
     /* Optional: drops the views handed out so far (a backend that copies what it reads
-     * into an arena resets it). state.c calls it when a new key is set and at the end of
-     * every call into user code, in both cases only while no iterator of the backend is
-     * open; the backend may also call it itself before a write, on the same condition. */
+     * into an arena resets it) and clears head.views, which the backend sets as it hands
+     * views out. state.c calls it when a new key is set and at the end of every call into
+     * user code, in both cases only while no iterator of the backend is open, and only when
+     * head.views is set (end of call: or an iterator was open); the backend may also call it
+     * itself before a write, on the same condition. */
     void (*release_views)(sl__keyed_backend *be);
-    /* Optional: sl__keyed_backend_prefetch for key_group (in the backend's range). */
-    void (*prefetch)(sl__keyed_backend *be, uint64_t key_hash, int key_group, int stage);
+    /* Optional: sl__keyed_backend_prefetch (which passes on every call: the backend checks
+     * the key groups against its range). */
+    void (*prefetch)(sl__keyed_backend *be, const uint64_t *slot_hash, const uint64_t *entry_hash);
 } sl__backend_ops;
 
 /* Every backend's snapshot starts with this; kg_start/kg_end are the backend's range (the
@@ -553,6 +712,7 @@ struct sl__keyed_snapshot {
 
 /* Every backend starts with this. */
 struct sl__keyed_backend {
+    sl__state_head head; /* first: sl__state_end_call reads it (state.h) */
     const sl__backend_ops *ops;
     int max_parallelism, kg_start, kg_end;
     sl__schema *key_schema;
@@ -561,7 +721,6 @@ struct sl__keyed_backend {
     uint64_t key_epoch; /* bumped by every set_key */
     sl_state **states;  /* registered handles, in registration order */
     size_t nstates, states_cap;
-    sl__iter_pool iters;
     char snap_err[256]; /* why the last snapshot_begin failed, when not out of memory */
 };
 

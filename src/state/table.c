@@ -121,24 +121,6 @@ void sl__slab_close(sl__slab *s)
 
 /* ---- Entries --------------------------------------------------------------------------- */
 
-/* Decodes a varint written by us (trusted memory, no bound needed). */
-static inline const uint8_t *get_varint(const uint8_t *p, size_t *v)
-{
-    size_t r = *p & 0x7f;
-    if (!(*p++ & 0x80)) {
-        *v = r;
-        return p;
-    }
-    for (int shift = 7;; shift += 7) {
-        uint8_t b = *p++;
-        r |= (size_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            break;
-    }
-    *v = r;
-    return p;
-}
-
 uint8_t *sl__ent_make(sl__slab *s, uint64_t hash, const void *a, size_t alen, const void *b,
                       size_t blen, const void *v, size_t vlen, bool may_fail)
 {
@@ -161,19 +143,6 @@ uint8_t *sl__ent_make(sl__slab *s, uint64_t hash, const void *a, size_t alen, co
     if (v && vlen)
         memcpy(p, v, vlen);
     return e;
-}
-
-void sl__ent_view(const uint8_t *e, sl__ent *x)
-{
-    memcpy(&x->hash, e, 4);
-    memcpy(&x->version, e + 4, 4);
-    const uint8_t *p = get_varint(e + 8, &x->alen);
-    p = get_varint(p, &x->blen);
-    p = get_varint(p, &x->vlen);
-    x->a = p;
-    x->b = p + x->alen;
-    x->v = (uint8_t *)p + x->alen + x->blen;
-    x->size = sl__ent_size(x->alen, x->blen, x->vlen);
 }
 
 uint8_t *sl__ent_set_value(sl__slab *s, uint8_t *e, const void *v, size_t vlen, bool may_fail)
@@ -213,12 +182,6 @@ void sl__ent_free(sl__slab *s, uint8_t *e)
 
 /* ---- Tables ---------------------------------------------------------------------------- */
 
-/* h is a folded (32-bit) hash; the 64-bit product still spreads all its bits to the top. */
-static inline size_t home(const sl__htab *t, uint32_t h)
-{
-    return (size_t)(((uint64_t)h * 0x9E3779B97F4A7C15ULL) >> t->shift);
-}
-
 static inline uint32_t ent_hash(const uint8_t *e)
 {
     uint32_t h;
@@ -234,78 +197,9 @@ static inline sl__slot make_slot(const uint8_t *e)
     return sl__slot_tag(ent_hash(e)) | (sl__slot)a;
 }
 
-static inline bool ent_is(const uint8_t *e, const void *a, size_t alen, const void *b, size_t blen)
-{
-    size_t ea, eb, ev;
-    const uint8_t *p = get_varint(e + 8, &ea);
-    if (ea != alen)
-        return false;
-    p = get_varint(p, &eb);
-    if (eb != blen)
-        return false;
-    p = get_varint(p, &ev);
-    if (alen && memcmp(p, a, alen))
-        return false;
-    return !blen || !memcmp(p + alen, b, blen);
-}
-
 #ifdef SL_TESTING
 _Thread_local uint64_t sl__htab_finds;
 #endif
-
-bool sl__htab_find(const sl__htab *t, uint64_t hash64, const void *a, size_t alen, const void *b,
-                   size_t blen, size_t *slot)
-{
-#ifdef SL_TESTING
-    sl__htab_finds++;
-#endif
-    if (!t->slots) {
-        *slot = 0;
-        return false;
-    }
-    uint32_t hash = sl__ent_hash32(hash64);
-    sl__slot tag = sl__slot_tag(hash);
-    for (size_t i = home(t, hash);; i = (i + 1) & t->mask) {
-        sl__slot s = t->slots[i];
-        if (!s) {
-            *slot = i;
-            return false;
-        }
-        if ((s & ~SL__SLOT_ADDR) != tag)
-            continue;
-        const uint8_t *e = sl__slot_ent(s);
-        if (ent_hash(e) == hash && ent_is(e, a, alen, b, blen)) {
-            *slot = i;
-            return true;
-        }
-    }
-}
-
-/* Slots sl__htab_prefetch looks at for the entry. */
-enum { PREFETCH_PROBE = 4 };
-
-void sl__htab_prefetch(const sl__htab *t, uint64_t hash64, int stage)
-{
-    if (!t->slots)
-        return;
-    uint32_t hash = sl__ent_hash32(hash64);
-    size_t i = home(t, hash);
-    if (stage == 0) {
-        __builtin_prefetch(&t->slots[i]);
-        return;
-    }
-    /* the entry is the first one whose tag matches, within the probe run */
-    sl__slot tag = sl__slot_tag(hash);
-    for (size_t n = 0; n < PREFETCH_PROBE; n++, i = (i + 1) & t->mask) {
-        sl__slot s = t->slots[i];
-        if (!s)
-            return;
-        if ((s & ~SL__SLOT_ADDR) == tag) {
-            __builtin_prefetch(sl__slot_ent(s));
-            return;
-        }
-    }
-}
 
 int sl__htab_reserve_n(sl__htab *t, size_t extra, bool may_fail)
 {
@@ -327,7 +221,7 @@ int sl__htab_reserve_n(sl__htab *t, size_t extra, bool may_fail)
         sl__slot s = t->slots[i];
         if (!s)
             continue;
-        size_t j = home(&nt, ent_hash(sl__slot_ent(s)));
+        size_t j = sl__htab_home(&nt, ent_hash(sl__slot_ent(s)));
         while (slots[j])
             j = (j + 1) & nt.mask;
         slots[j] = s;
@@ -357,7 +251,7 @@ void sl__htab_remove_at(sl__htab *t, size_t i)
         if (!s)
             break;
         /* s may move back to the hole at i unless its home lies cyclically in (i, j]. */
-        size_t k = home(t, ent_hash(sl__slot_ent(s)));
+        size_t k = sl__htab_home(t, ent_hash(sl__slot_ent(s)));
         bool stays = j > i ? (k > i && k <= j) : (k > i || k <= j);
         if (!stays) {
             t->slots[i] = s;

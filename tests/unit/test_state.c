@@ -689,14 +689,14 @@ TEST(iteration_ends_on_write)
     /* still-open iterators are released at the end of the call; steady use allocates
      * nothing after the first block */
     sl_iter *a, *b;
-    CHECK_EQ_INT(be->iters.open, 3); /* the map iterators left open above */
+    CHECK_EQ_INT(be->head.iters.open, 3); /* the map iterators left open above */
     CHECK_EQ_INT(sl_list_get(ls, &a), 1);
     CHECK_EQ_INT(sl_list_get(ls, &b), 1);
-    CHECK_EQ_INT(be->iters.open, 5);
+    CHECK_EQ_INT(be->head.iters.open, 5);
     sl__state_end_call(be, NULL);
-    CHECK_EQ_INT(be->iters.open, 0);
+    CHECK_EQ_INT(be->head.iters.open, 0);
     CHECK_EQ_INT(sl_iter_next(a, row), 0); /* released: reads nothing */
-    sl__iter_block *first = be->iters.blocks;
+    sl__iter_block *first = be->head.iters.blocks;
     for (int i = 0; i < 10000; i++) {
         CHECK_EQ_INT(sl_list_get(ls, &a), 1);
         if (i % 2)
@@ -704,7 +704,7 @@ TEST(iteration_ends_on_write)
         else
             sl__state_end_call(be, NULL);
     }
-    CHECK(be->iters.blocks == first);
+    CHECK(be->head.iters.blocks == first);
     sl__keyed_backend_destroy(be);
 }
 

@@ -120,6 +120,10 @@ typedef struct dchunk {
 
 typedef struct heap_snapshot heap_snapshot;
 
+/* The tables of at most this many states are prefetched for a key (the first registered;
+ * a keyed operator seldom has more). */
+enum { PREFETCH_STATES = 4 };
+
 typedef struct heap_backend {
     sl__keyed_backend base;
     sl__slab slab;
@@ -146,6 +150,14 @@ typedef struct heap_backend {
     /* A released snapshot's slot copy, for the next begin() (task thread). */
     sl__slot *spare;
     size_t spare_cap;
+    /* What h_prefetch reads: the first registered states' tables by key group (hs->kg,
+     * which never moves) and handles (for the namespace), so that a prefetch goes straight
+     * from the key to the slot. */
+    struct {
+        sl__htab *const *kg;
+        const sl_state *handle;
+    } pf[PREFETCH_STATES];
+    size_t npf;
 } heap_backend;
 
 /* One (state, key group) table as a snapshot sees it. */
@@ -468,7 +480,7 @@ static void remember(sl_state *st, const pos *at)
 }
 
 /* Finds the entry of the current key and st's namespace. */
-static void locate(sl_state *st, pos *at)
+static inline __attribute__((always_inline)) void locate(sl_state *st, pos *at)
 {
     hstate *hs = st->impl;
     const sl__keyed_backend *be = st->be;
@@ -590,14 +602,11 @@ static int h_value_ref(sl_state *st, uint8_t **p, size_t *n)
         return 0;
     heap_backend *hb = (heap_backend *)st->be;
     uint8_t *e = entry_at(&at);
-    sl__ent x;
-    sl__ent_view(e, &x);
+    *p = sl__ent_value(e, n);
     if (cow(hb, e)) {
-        e = replace_entry(hb, st->kind, &at, x.v, x.vlen);
-        sl__ent_view(e, &x);
+        e = replace_entry(hb, st->kind, &at, *p, *n);
+        *p = sl__ent_value(e, n);
     }
-    *p = x.v;
-    *n = x.vlen;
     return 1;
 }
 
@@ -825,6 +834,11 @@ static int h_attach(sl__keyed_backend *be, sl_state *st, char *err, size_t cap)
     }
     hs->handle = st;
     hs->cache.valid = false;
+    if (hb->npf < PREFETCH_STATES) {
+        hb->pf[hb->npf].kg = hs->kg;
+        hb->pf[hb->npf].handle = st;
+        hb->npf++;
+    }
     st->impl = hs;
     st->ops = &heap_state_ops;
     return 0;
@@ -860,21 +874,42 @@ static int h_for_each_key(sl__keyed_backend *be, sl_state *st,
     return 0;
 }
 
-/* The tables of at most this many states are prefetched for a key (the first registered;
- * a keyed operator seldom has more). */
-enum { PREFETCH_STATES = 4 };
+/* The index of the key group of hash in the backend's range, or nkg(hb) when it is
+ * outside. */
+static inline size_t kg_index(const heap_backend *hb, uint64_t hash)
+{
+    size_t idx = (size_t)(sl__key_group(hash, hb->base.max_parallelism) - hb->base.kg_start);
+    return idx < nkg(hb) ? idx : nkg(hb);
+}
 
-static void h_prefetch(sl__keyed_backend *be, uint64_t key_hash, int key_group, int stage)
+/* Prefetches, in the tables kg of the state whose handle is h, the slot of slot_hash's
+ * key (at key group index si) and the entry of entry_hash's (at ei); an index of n (none)
+ * skips its stage. */
+static inline void prefetch_state(sl__htab *const *kg, const sl_state *h, size_t n,
+                                  const uint64_t *slot_hash, size_t si, const uint64_t *entry_hash,
+                                  size_t ei)
+{
+    if (si < n && kg[si])
+        sl__htab_prefetch_slot(kg[si], sl__scope_hash(*slot_hash, h->ns_hash, h->ns_len));
+    if (ei < n && kg[ei])
+        sl__htab_prefetch_entry(kg[ei], sl__scope_hash(*entry_hash, h->ns_hash, h->ns_len));
+}
+
+/* The backend's part of sl__keyed_backend_prefetch, in the first registered states' tables
+ * (hb->pf). The usual keyed operator has one state, in the empty namespace: then each
+ * stage is the key group, a table pointer and one prefetch, without a loop. */
+static void h_prefetch(sl__keyed_backend *be, const uint64_t *slot_hash, const uint64_t *entry_hash)
 {
     heap_backend *hb = (heap_backend *)be;
-    size_t idx = (size_t)(key_group - be->kg_start);
-    for (size_t i = 0; i < hb->nstates && i < PREFETCH_STATES; i++) {
-        const hstate *hs = hb->states[i];
-        const sl__htab *t = hs->kg[idx];
-        if (t && hs->handle)
-            sl__htab_prefetch(t, sl__scope_hash(key_hash, hs->handle->ns_hash, hs->handle->ns_len),
-                              stage);
+    size_t n = nkg(hb);
+    size_t si = slot_hash ? kg_index(hb, *slot_hash) : n;
+    size_t ei = entry_hash ? kg_index(hb, *entry_hash) : n;
+    if (__builtin_expect(hb->npf == 1, 1)) {
+        prefetch_state(hb->pf[0].kg, hb->pf[0].handle, n, slot_hash, si, entry_hash, ei);
+        return;
     }
+    for (size_t i = 0; i < hb->npf; i++)
+        prefetch_state(hb->pf[i].kg, hb->pf[i].handle, n, slot_hash, si, entry_hash, ei);
 }
 
 static size_t h_size(const sl__keyed_backend *be)

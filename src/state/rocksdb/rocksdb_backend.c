@@ -174,7 +174,6 @@ struct rdb {
     rstate **states; /* registered and restored, in order of appearance */
     size_t nstates, states_cap;
     sl__arena views; /* copies of what reads returned (see the file comment) */
-    bool views_used;
     cursor *cursors, *free_cursors;
     uint8_t *walk; /* for_each_key: the scope of the key handed to fn */
     size_t walk_cap;
@@ -390,16 +389,16 @@ static uint8_t *view_copy(rdb *rb, const void *p, size_t n)
     uint8_t *v = sl__arena_alloc(&rb->views, n);
     if (n)
         memcpy(v, p, n);
-    rb->views_used = true;
+    rb->base.head.views = true;
     return v;
 }
 
 static void rdb_release_views(sl__keyed_backend *be)
 {
     rdb *rb = (rdb *)be;
-    if (rb->views_used) {
+    if (rb->base.head.views) {
         sl__arena_reset(&rb->views);
-        rb->views_used = false;
+        rb->base.head.views = false;
     }
 }
 
