@@ -104,10 +104,8 @@ static inline __attribute__((always_inline)) int64_t keyer_row(sl__keyer *k, sl_
     const sl_value *v = &row[k->field];
     size_t n;
     if (v->type == SL_STR || v->type == SL_BYTES) { /* the usual key: a word, an id */
-        n = 1 + sl__varint_size(v->u.s.len) + v->u.s.len;
-        keyer_reserve(k, n);
-        k->buf[0] = 0;
-        sl__copy_bytes(sl__varint_write(k->buf + 1, v->u.s.len), v->u.s.ptr, v->u.s.len);
+        keyer_reserve(k, 1 + sl__varint_size(v->u.s.len) + v->u.s.len + SL__KEY_ROW_SLACK);
+        n = sl__key_row_str(k->buf, v->u.s.ptr, v->u.s.len);
     } else {
         bool null = v->type == SL_NULL;
         n = 1 + (null ? 0 : sl__value_size(v));
@@ -448,12 +446,12 @@ static int process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *
     if (ctx->kb && input == 0) {
         if (__builtin_expect(ctx->finished_on_restore, 0))
             return finished_input(ctx);
-        sl__key key;
+        sl__key key = {0}; /* set when rc is 0 */
         rc = keyer_make(&ctx->keyer, ctx->key_ctx ? ctx->key_ctx : ctx, row, key_hash, &key,
                         ctx->task->job->g->max_parallelism);
         if (rc < 0)
             return rc;
-        sl__keyed_backend_set_key(ctx->kb, &key);
+        sl__keyed_backend_set_key_parts(ctx->kb, key.bytes, key.len, key.hash, key.key_group);
     }
     switch (n->kind) {
     case SL_NODE_MAP: {

@@ -513,8 +513,15 @@ void sl__keyed_backend_destroy(sl__keyed_backend *be)
 
 void sl__keyed_backend_set_key(sl__keyed_backend *be, const sl__key *key)
 {
-    SL_ASSERT(key && key->key_group >= be->kg_start && key->key_group < be->kg_end);
-    be->key = *key;
+    SL_ASSERT(key);
+    sl__keyed_backend_set_key_parts(be, key->bytes, key->len, key->hash, key->key_group);
+}
+
+void sl__keyed_backend_set_key_parts(sl__keyed_backend *be, const uint8_t *bytes, size_t len,
+                                     uint64_t hash, int key_group)
+{
+    SL_ASSERT(key_group >= be->kg_start && key_group < be->kg_end);
+    be->key = (sl__key){.bytes = bytes, .len = len, .hash = hash, .key_group = key_group};
     be->has_key = true;
     be->key_epoch++;
     if (be->head.views && !be->head.iters.open)

@@ -78,6 +78,12 @@ void sl__keyed_backend_destroy(sl__keyed_backend *be);
  * through the handles before (rows, list and map elements) may end here when no iterator
  * is open (RocksDB backend: its view arena is reset). */
 void sl__keyed_backend_set_key(sl__keyed_backend *be, const sl__key *key);
+/* The same, the key given by its fields: the per-record path passes them in registers. A
+ * key struct the caller has just written field by field and the callee copies whole is
+ * read back in 16-byte loads that each span two of those stores still in flight: the load
+ * waits for both to reach the cache (a failed store-to-load forward), a stall per record. */
+void sl__keyed_backend_set_key_parts(sl__keyed_backend *be, const uint8_t *bytes, size_t len,
+                                     uint64_t hash, int key_group);
 const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be);
 /* A hint that keys (given by their hashes, sl__key.hash) are coming soon: starts loading
  * the memory their lookups in the registered states will read, so that it is in cache by

@@ -469,14 +469,20 @@ static void free_state(heap_backend *hb, hstate *hs)
 
 /* ---- Scoped access ---------------------------------------------------------------------- */
 
-static void remember(sl_state *st, const pos *at)
+/* Field by field: `at` was usually just written field by field on the stack, and a whole
+ * struct copy loads it in 16-byte pieces that each span several of those stores still in
+ * flight (a failed store-to-load forward, which stalled every lookup). */
+static inline void remember(sl_state *st, const pos *at)
 {
     hstate *hs = st->impl;
     hs->cache.valid = true;
     hs->cache.key_epoch = st->be->key_epoch;
     hs->cache.ns_epoch = st->ns_epoch;
     hs->cache.layout = hs->layout;
-    hs->cache.at = *at;
+    hs->cache.at.tab = at->tab;
+    hs->cache.at.slot = at->slot;
+    hs->cache.at.hash = at->hash;
+    hs->cache.at.found = at->found;
 }
 
 /* Finds the entry of the current key and st's namespace. */
@@ -490,11 +496,11 @@ static inline __attribute__((always_inline)) void locate(sl_state *st, pos *at)
         return;
     }
     const sl__key *k = &be->key;
-    at->hash = sl__scope_hash(k->hash, st->ns_hash, st->ns_len);
-    at->tab = hs->kg[k->key_group - be->kg_start];
-    at->slot = 0;
-    at->found = at->tab &&
-                sl__htab_find(at->tab, at->hash, k->bytes, k->len, st->ns, st->ns_len, &at->slot);
+    uint64_t hash = sl__scope_hash(k->hash, st->ns_hash, st->ns_len);
+    sl__htab *tab = hs->kg[k->key_group - be->kg_start];
+    size_t slot = 0;
+    bool found = tab && sl__htab_find(tab, hash, k->bytes, k->len, st->ns, st->ns_len, &slot);
+    *at = (pos){.tab = tab, .slot = slot, .hash = hash, .found = found};
     remember(st, at);
 }
 
