@@ -251,12 +251,8 @@ static int mark_finished(sl_ctx *ctx)
 
 /* The synchronous part for every operator of the task: user snapshot_state hooks, a copy of
  * the operator state, the beginning of a copy-on-write keyed snapshot. With finished set the
- * operators are first marked finished, and their keyed state is not taken: an operator
- * whose input has ended for good never reads it again (restored from such a checkpoint it
- * receives no record, see sl__op_restore), so its key groups are written empty, as Flink
- * keeps no state of fully finished operators. A bounded job's final checkpoint then costs
- * its operator state, not its whole keyed state. Fills ops (t->nops entries); on error frees
- * what it took. */
+ * operators are first marked finished. Fills ops (t->nops entries); on error frees what it
+ * took. */
 static int capture(sl__task *t, int64_t id, bool finished, sl__io_op *ops)
 {
     const sl__job_graph *g = t->job->g;
@@ -295,8 +291,8 @@ static int capture(sl__task *t, int64_t id, bool finished, sl__io_op *ops)
             op->kg_start = sl__key_group_start(ctx->subtask, ctx->parallelism, g->max_parallelism);
             op->kg_end =
                 sl__key_group_start(ctx->subtask + 1, ctx->parallelism, g->max_parallelism);
-            op->snap = finished ? NULL : sl__keyed_backend_snapshot_begin(ctx->kb);
-            if (!op->snap && !finished) {
+            op->snap = sl__keyed_backend_snapshot_begin(ctx->kb);
+            if (!op->snap) {
                 rc = sl_fail(ctx, "cannot snapshot keyed state: %s",
                              sl__keyed_backend_snapshot_error(ctx->kb));
                 break;

@@ -426,26 +426,12 @@ static int reduce(sl_ctx *ctx, const sl_value *row)
     return emit_state(ctx);
 }
 
-/* A keyed operator restored as finished has no keyed state (checkpoints keep none of a
- * finished operator, see capture in checkpointing.c): a record for it fails the job instead
- * of being counted against empty state. Its input had ended when the checkpoint was taken,
- * so only a changed job or a source that finds more input than it had can send one. */
-static __attribute__((noinline)) int finished_input(sl_ctx *ctx)
-{
-    return sl_fail(ctx,
-                   "a record arrived, but this operator had finished (its input had ended) in "
-                   "the checkpoint it was restored from, and a checkpoint keeps no keyed state of "
-                   "a finished operator; restore from a checkpoint taken while it was running");
-}
-
 /* sl__op_process; key_hash, when not NULL, is the hash of row's key (from a keyed frame). */
 static int process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *key_hash)
 {
     const sl__node *n = ctx->node;
     int rc;
     if (ctx->kb && input == 0) {
-        if (__builtin_expect(ctx->finished_on_restore, 0))
-            return finished_input(ctx);
         sl__key key = {0}; /* set when rc is 0 */
         rc = keyer_make(&ctx->keyer, ctx->key_ctx ? ctx->key_ctx : ctx, row, key_hash, &key,
                         ctx->task->job->g->max_parallelism);

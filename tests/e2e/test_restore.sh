@@ -11,10 +11,6 @@
 #  A3 parallelism 3, SIGTERM in the middle: exit 143, chk kept
 #  C  -s A3's checkpoint at parallelism 1, runs to the end
 #  R  RocksDB with incremental checkpoints: SIGINT, then -s at parallelism 2, 3 and 1 (heap)
-#  F  a run to the end that dies after its final checkpoint (failpoint job.before_commit): the
-#     final checkpoint keeps no keyed state of the finished keyed operator; -s from it ends
-#     at once without emitting anything again, and a job changed to send it more records
-#     (a new source uid) fails with an error that says why
 # Every run that ends prints the final count of every key: they must equal the counts of a
 # run without interruption, and the restored runs must not have started over. Then the
 # refusals: another max parallelism; state of an operator uid the job no longer has (unless
@@ -152,34 +148,6 @@ rc=0
 "$SL_BIN/sluice" checkpoint inspect --verify "$chk_r" >/dev/null 2>"$tmp/r-inspect2.err" || rc=$?
 check "R: the checkpoint still verifies after three restores from it (got $rc)" test "$rc" -eq 0
 check "R: the working directories were removed after the restored runs" test -z "$(ls -A "$tmp/rocks")"
-
-# ---- F: the final checkpoint of a finished job ------------------------------------------------
-
-SLUICE_FAILPOINTS=job.before_commit=n1 run f "$FT" -p 2 "${CKPT[@]}" \
-    -D state.checkpoints.dir="$tmp/f" -- "${FAST[@]}"
-check "F: the process died after the final checkpoint (exit $rc)" test "$rc" -eq 137
-check "F: it counted every key to the end" same_lines "$tmp/expected" <(final_counts "$tmp/f.out")
-chk_f=$(latest_chk "$tmp/f") || chk_f=
-[[ -n $chk_f ]] || fail "F: no final checkpoint under $tmp/f"
-"$SL_BIN/sluice" checkpoint inspect "$chk_f" >"$tmp/f.json" 2>"$tmp/f-inspect.err"
-# state_bytes UID FIELD: FIELD summed over the subtasks of operator UID in f.json
-state_bytes() {
-    python3 -c 'import json, sys
-ops = json.load(open(sys.argv[1]))["operators"]
-print(sum(s[sys.argv[3]] for o in ops if o["uid"] == sys.argv[2] for s in o["subtasks"]))' \
-        "$tmp/f.json" "$1" "$2"
-}
-check "F: the final checkpoint keeps no keyed state of the finished counts operator" \
-    test "$(state_bytes counts keyed_bytes)" = 0
-check "F: ... but the source's positions (operator state)" \
-    test "$(state_bytes source operator_state_bytes)" -gt 0
-run f2 "$FT" -p 2 -s "$chk_f" -- "${FAST[@]}"
-check "F: -s from it exits 0 (got $rc; $(err_excerpt "$tmp/f2.err"))" test "$rc" -eq 0
-check "F: ... and emits nothing again" test ! -s "$tmp/f2.out"
-run f3 "$FT" -p 2 -s "$chk_f" --allow-non-restored-state -- "${FAST[@]}" --source-uid source2
-check "F: a finished keyed operator sent new records fails the job (exit $rc)" test "$rc" -ne 0
-check "F: ... saying why ($(err_excerpt "$tmp/f3.err"))" \
-    grep -qE "operator 'Counts' \(subtask [12]/2\) failed: a record arrived, but this operator had finished" "$tmp/f3.err"
 
 # ---- refusals --------------------------------------------------------------------------------
 

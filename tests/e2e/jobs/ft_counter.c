@@ -4,10 +4,10 @@
  *
  *   ft_counter [sluice options] [--] [--count N] [--keys K] [--record-us US]
  *              [--fail-every N] [--fail-at IDX] [--fail-when-exists PATH]
- *              [--snapshot-ms MS] [--extra] [--counts-uid UID] [--source-uid UID]
+ *              [--snapshot-ms MS] [--extra] [--counts-uid UID]
  *
- * The source (uid "source", or --source-uid) is the engine's generator: record number idx (0 <= idx
- * < N, or unbounded with --count -1) is (key "k<idx % K>", seq idx / K, idx), subtask i of p making
+ * The source (uid "source") is the engine's generator: record number idx (0 <= idx < N, or
+ * unbounded with --count -1) is (key "k<idx % K>", seq idx / K, idx), subtask i of p making
  * the indexes congruent to i mod p; --record-us paces it (a sleep per record). Its position
  * is operator state, so it rewinds on restore and is redistributed on rescale. With K a
  * multiple of the source parallelism every key's records come from one stream, in order.
@@ -205,7 +205,7 @@ static int noop_map(sl_ctx *ctx, const sl_value *in, sl_value *out)
 static int job(sl_env *env, int argc, char **argv)
 {
     static cfg c = {.count = 10000, .keys = 12, .fail_at = -1};
-    const char *counts_uid = "counts", *source_uid = "source";
+    const char *counts_uid = "counts";
     bool extra = false, noop = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -226,8 +226,6 @@ static int job(sl_env *env, int argc, char **argv)
             c.snapshot_ms = atoll(argv[++i]);
         else if (!strcmp(a, "--counts-uid") && has)
             counts_uid = argv[++i];
-        else if (!strcmp(a, "--source-uid") && has)
-            source_uid = argv[++i];
         else if (!strcmp(a, "--extra"))
             extra = true;
         else if (!strcmp(a, "--noop"))
@@ -242,7 +240,7 @@ static int job(sl_env *env, int argc, char **argv)
         return sl_env_fail(env, SL_EINVAL, "ft_counter: --keys must be at least 1");
 
     sl_stream *src = sl_from_generator(env, "key:str,seq:i64,idx:i64", c.count, gen, &c);
-    sl_set_uid(src, source_uid);
+    sl_set_uid(src, "source");
     if (extra) {
         sl_map_fn m = {.initialize_state = extra_init,
                        .snapshot_state = extra_snapshot,
