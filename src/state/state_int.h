@@ -130,49 +130,20 @@ bool sl__payload_valid(const sl_state *st, int kind, const uint8_t *p, size_t n)
  * Freeing needs the block's size (the caller recomputes it from the blob header). Pages are
  * returned only by sl__slab_close. Under AddressSanitizer free blocks are poisoned.
  * `used` counts the bytes of blocks handed out and not yet freed (small and large), for
- * tests and metrics.
- *
- * Regions: a slab may carve new blocks from up to SL__SLAB_REGIONS pages at once, one per
- * region, the caller choosing the region before it allocates (sl__slab_region). The heap
- * backend makes each key group (or a run of them) a region, so that the entries of a key
- * group lie together in a few pages: a snapshot, restore or iteration that walks one key
- * group's table then reads a few hundred kilobytes instead of touching a random place of
- * the whole state per entry (a TLB miss each, which in a virtual machine walks two levels
- * of page tables): writing a checkpoint of 5 M entries took about a fifth less time.
- * Freed blocks go to the free lists shared by all regions. A region takes its first page
- * on its first allocation. */
+ * tests and metrics. */
 
 #define SL__SLAB_GRAIN 8
 #define SL__SLAB_MAX 256
 #define SL__SLAB_PAGE 65536
-#define SL__SLAB_REGIONS 128
-
-typedef struct sl__slab_bump {
-    uint8_t *cur; /* bump pointer in the region's newest page */
-    size_t left;  /* bytes left there */
-} sl__slab_bump;
 
 typedef struct sl__slab {
     void *free[SL__SLAB_MAX / SL__SLAB_GRAIN + 1]; /* by size / GRAIN */
-    uint8_t *cur;  /* bump pointer in the current region's newest page */
-    size_t left;   /* bytes left there */
-    void *pages;   /* linked through each page's first word */
-    size_t used;   /* bytes in blocks handed out */
-    size_t large;  /* blocks above SL__SLAB_MAX handed out and not yet freed */
-    size_t region; /* the current region; cur and left are its own, the rest are saved in */
-    sl__slab_bump saved[SL__SLAB_REGIONS]; /* saved[region] is stale */
+    uint8_t *cur;                                  /* bump pointer in the newest page */
+    size_t left;                                   /* bytes left there */
+    void *pages;                                   /* linked through each page's first word */
+    size_t used;                                   /* bytes in blocks handed out */
+    size_t large; /* blocks above SL__SLAB_MAX handed out and not yet freed */
 } sl__slab;
-
-/* Makes region r (< SL__SLAB_REGIONS) the one new blocks are carved from. */
-static inline void sl__slab_region(sl__slab *s, size_t r)
-{
-    if (r != s->region) {
-        s->saved[s->region] = (sl__slab_bump){s->cur, s->left};
-        s->cur = s->saved[r].cur;
-        s->left = s->saved[r].left;
-        s->region = r;
-    }
-}
 
 void sl__slab_init(sl__slab *s);
 /* A block of n bytes (8-aligned). may_fail: NULL on out of memory; else aborts. */

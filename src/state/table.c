@@ -107,7 +107,6 @@ void sl__slab_free(sl__slab *s, void *p, size_t n)
 
 void sl__slab_close(sl__slab *s)
 {
-    /* every region's unused tail is poisoned: unpoisoning whole pages below covers them */
     void *page = s->pages;
     while (page) {
         UNPOISON((uint8_t *)page, SL__SLAB_PAGE);

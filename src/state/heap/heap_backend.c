@@ -4,8 +4,7 @@
  * key group, so whole key groups can be snapshotted, restored and moved on rescale.
  *
  * An entry is addressed by (key bytes, namespace bytes) and stored as one slab block
- * (table.c), from the slab region of its key group (so a key group's entries lie together):
- * hash | lengths | key | namespace | value. The hash is the key's hash (sl__key)
+ * (table.c): hash | lengths | key | namespace | value. The hash is the key's hash (sl__key)
  * combined with the namespace's only when the namespace is non-empty. The value is the
  * serialized row for VALUE, REDUCING and AGGREGATING state (an update of the same size, or
  * one that still fits the block, is done in place), and a pointer for LIST (an sl__vec of
@@ -196,22 +195,6 @@ static size_t nkg(const heap_backend *hb)
 }
 
 /* ---- Entries ---------------------------------------------------------------------------- */
-
-/* The slab, with the region of key group kg current: each key group's entries are carved
- * from pages of their own (state_int.h, "Regions"), so walking one key group's table for a
- * snapshot stays within a few pages. */
-static sl__slab *slab_of(heap_backend *hb, int kg)
-{
-    size_t idx = (size_t)(kg - hb->base.kg_start), n = nkg(hb);
-    sl__slab_region(&hb->slab, n ? idx * SL__SLAB_REGIONS / n : 0);
-    return &hb->slab;
-}
-
-/* The slab for an allocation of the current key's scope. */
-static sl__slab *key_slab(heap_backend *hb)
-{
-    return slab_of(hb, hb->base.key.key_group);
-}
 
 static void *ent_ptr(const uint8_t *e)
 {
@@ -525,7 +508,7 @@ static uint8_t *insert(sl_state *st, pos *at, const void *v, size_t vlen)
         sl__htab_find(t, at->hash, k->bytes, k->len, st->ns, st->ns_len, &at->slot);
     }
     uint8_t *e =
-        sl__ent_make(key_slab(hb), at->hash, k->bytes, k->len, st->ns, st->ns_len, v, vlen, false);
+        sl__ent_make(&hb->slab, at->hash, k->bytes, k->len, st->ns, st->ns_len, v, vlen, false);
     sl__ent_set_version(e, hb->version);
     sl__htab_insert_at(t, at->slot, e);
     hs->nentries++;
@@ -555,7 +538,7 @@ static uint8_t *replace_entry(heap_backend *hb, int kind, const pos *at, const v
     uint8_t *e = entry_at(at);
     sl__ent x;
     sl__ent_view(e, &x);
-    uint8_t *ne = sl__ent_make(key_slab(hb), x.hash, x.a, x.alen, x.b, x.blen, v, vlen, false);
+    uint8_t *ne = sl__ent_make(&hb->slab, x.hash, x.a, x.alen, x.b, x.blen, v, vlen, false);
     sl__ent_set_version(ne, hb->version);
     sl__htab_replace_at(at->tab, at->slot, ne);
     defer(hb, kind, e);
@@ -592,7 +575,7 @@ static int h_value_put(sl_state *st, const uint8_t *p, size_t n)
         if (cow(hb, e))
             replace_entry(hb, st->kind, &at, p, n);
         else
-            sl__htab_replace_at(at.tab, at.slot, sl__ent_set_value(key_slab(hb), e, p, n, false));
+            sl__htab_replace_at(at.tab, at.slot, sl__ent_set_value(&hb->slab, e, p, n, false));
     } else {
         insert(st, &at, p, n);
     }
@@ -676,7 +659,7 @@ static sl__htab *copy_map(heap_backend *hb, const pos *at)
 {
     const sl__htab *m = ent_ptr(entry_at(at));
     sl__htab *nm = sl__xmalloc(sizeof *nm);
-    sl__kv_copy(nm, m, key_slab(hb), false);
+    sl__kv_copy(nm, m, &hb->slab, false);
     replace_entry(hb, SL_STATE_MAP, at, &nm, sizeof nm);
     return nm;
 }
@@ -695,7 +678,7 @@ static int h_map_put(sl_state *st, const uint8_t *k, size_t kn, const uint8_t *v
         m = sl__xcalloc(1, sizeof *m);
         insert(st, &at, &m, sizeof m);
     }
-    sl__kv_put(m, key_slab(hb), k, kn, v, vn, false);
+    sl__kv_put(m, &hb->slab, k, kn, v, vn, false);
     return 0;
 }
 
@@ -1261,7 +1244,6 @@ static uint8_t *load_entry(heap_backend *hb, int kind, uint64_t h, const uint8_t
 static int apply_kg(heap_backend *hb, int kg, const uint8_t *p, size_t len)
 {
     size_t idx = (size_t)(kg - hb->base.kg_start);
-    slab_of(hb, kg); /* load_entry allocates in the key group's region */
     sl__rd r = {p, p + len};
     uint64_t nst;
     if (!sl__rd_varint(&r, &nst))
