@@ -643,10 +643,9 @@ if "4" in missed_items:
                      "the I/O thread "
                      "(`io_main`) takes %.1f %% of the process's CPU, %.1f %% in "
                      "`hs_write_kg`, which walks each key group's table once, loading entries "
-                     "ahead, and decodes each entry (`sl__ent_view`, %.1f %% self) to write "
-                     "it; the task threads lose what the I/O thread takes, on two cores. " % (
-                         ch["io_main"], ch.get("hs_write_kg", 0),
-                         prof_pct(prof_name, "sl__ent_view")))
+                     "ahead, and decodes each entry to write it; the task threads lose what "
+                     "the I/O thread takes, on two cores. " % (
+                         ch["io_main"], ch.get("hs_write_kg", 0)))
         explained.add(job)
     if explained:
         why = []
