@@ -4,7 +4,9 @@
 # line sent and its counts awaited before the next. Then how the job ends: SIGINT (exit
 # 130, "cancelled" on stderr), SIGTERM (143), and by itself with exit 0 when the server
 # closes the connection (the socket source has max_retry 0), with every line it was sent
-# counted.
+# counted. Last, a run with checkpoints that dies after its final checkpoint (failpoint
+# job.before_commit), restored with -s from it against a server that sends new words: the
+# socket source reads them, and they are counted on top of the restored counts.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -181,3 +183,33 @@ check "server killed: exit status 0 (got $rc; stderr: $(head -c 300 "$tmp/killed
 check "server killed: output is (bye,1) (bye,2)" \
     diff -u <(printf '(bye,1)\n(bye,2)\n') "$tmp/killed.out"
 check_no_sanitizer_output "$tmp/killed.err"
+
+# ---- restored from a final checkpoint, the socket source reads new input -----------------
+# The socket keeps no position: restored, it connects again and reads what the server sends
+# now, and the keyed sum counts it against the state restored from the checkpoint, which
+# must hold every count although the keyed operator had finished when it was taken.
+
+start_server fin1 -N -l
+SLUICE_FAILPOINTS=job.before_commit=n1 start_job fin1 \
+    -D execution.checkpointing.interval=100ms -D state.checkpoints.dir="$tmp/fin.chk"
+send "a b a"
+send "b c"
+exec 3>&-
+wait_exit 10 "$job_pid" "word_count to die after its final checkpoint"
+check "final checkpoint: the process died at the failpoint (exit $rc)" test "$rc" -eq 137
+check "final checkpoint: the first run counted its words" \
+    has_lines "$tmp/fin1.out" '(a,2)' '(b,2)' '(c,1)'
+wait "$nc_pid" 2>/dev/null || true
+fin_chk=$(find "$tmp/fin.chk" -mindepth 2 -maxdepth 2 -type d -name 'chk-*' | sort -V | tail -1)
+check "final checkpoint: kept (${fin_chk:-none})" test -f "$fin_chk/_metadata"
+start_server fin2 -N -l
+start_job fin2 -s "$fin_chk"
+send "a d"
+exec 3>&-
+wait_exit 10 "$job_pid" "the restored word_count to end when nc closes the connection"
+check "restored: exit status 0 (got $rc; $(grep -v 'level=' "$tmp/fin2.err" | head -c 300))" \
+    test "$rc" -eq 0
+check "restored: the new words counted on the restored counts" \
+    diff -u <(printf '(a,3)\n(d,1)\n') <(LC_ALL=C sort "$tmp/fin2.out")
+check_no_sanitizer_output "$tmp/fin1.err" "$tmp/fin2.err"
+wait "$nc_pid" 2>/dev/null || true
