@@ -67,13 +67,6 @@ extern char **environ;
 
 /* ---- clocks ----------------------------------------------------------------------------- */
 
-static int64_t clock_ns(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* CPU seconds the whole machine spent busy (all processes), from /proc/stat. */
 static double machine_busy_s(void)
 {
@@ -880,9 +873,7 @@ static int fill_open(sl_ctx *ctx)
 static int fill_init(sl_ctx *ctx)
 {
     (void)ctx;
-    int64_t now = clock_ns(CLOCK_MONOTONIC), cur = atomic_load(&g_t_init_ns);
-    while (now > cur && !atomic_compare_exchange_weak(&g_t_init_ns, &cur, now))
-        ;
+    max_store(&g_t_init_ns, clock_ns(CLOCK_MONOTONIC));
     return 0;
 }
 

@@ -761,20 +761,6 @@ static void fill_reset(void)
     atomic_store(&g_stop_sent, false);
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void max_store(_Atomic int64_t *a, int64_t v)
-{
-    int64_t cur = atomic_load(a);
-    while (v > cur && !atomic_compare_exchange_weak(a, &cur, v))
-        ;
-}
-
 /* The fill source (parallelism 1, no state): keys 0..keys-1, then updates random keys, then
  * idles until the job is stopped. */
 static int fill_src_open(sl_ctx *ctx)
@@ -793,8 +779,9 @@ static int fill_src_poll(sl_ctx *ctx)
     }
     if (*next >= g_fc.keys && g_fc.update_rate > 0) {
         if (!next[1])
-            next[1] = mono_ns();
-        int64_t allowed = g_fc.keys + (mono_ns() - next[1]) / 1000 * g_fc.update_rate / 1000000;
+            next[1] = clock_ns(CLOCK_MONOTONIC);
+        int64_t allowed =
+            g_fc.keys + (clock_ns(CLOCK_MONOTONIC) - next[1]) / 1000 * g_fc.update_rate / 1000000;
         if (*next >= allowed) {
             sl_ctx_sleep_ms(ctx, 1);
             return SL_SOURCE_IDLE;
@@ -850,7 +837,7 @@ static const uint8_t *pad_of(fill_local *l, int64_t key)
 static int fill_init(sl_ctx *ctx)
 {
     (void)ctx;
-    max_store(&g_t_init_ns, mono_ns());
+    max_store(&g_t_init_ns, clock_ns(CLOCK_MONOTONIC));
     return 0;
 }
 
@@ -863,7 +850,7 @@ static int fill_open(sl_ctx *ctx)
     if (g_fc.random_values && !(l->pad = calloc(1, (size_t)g_fc.value_bytes + 8)))
         return SL_ENOMEM;
     l->st = sl_keyed_state(ctx, &fill_desc);
-    max_store(&g_t_open_ns, mono_ns());
+    max_store(&g_t_open_ns, clock_ns(CLOCK_MONOTONIC));
     return l->st ? 0 : SL_ESTATE;
 }
 
@@ -898,9 +885,9 @@ static int fill_process(sl_ctx *ctx, const sl_value *in)
         return rc;
     int64_t done = atomic_fetch_add_explicit(&g_processed, 1, memory_order_relaxed) + 1;
     if (done == g_fc.keys)
-        atomic_store(&g_fill_done_ns, mono_ns());
+        atomic_store(&g_fill_done_ns, clock_ns(CLOCK_MONOTONIC));
     if (g_fc.stop_after_ns && done > g_fc.keys && (l->rows & 1023) == 0 &&
-        mono_ns() - atomic_load(&g_fill_done_ns) >= g_fc.stop_after_ns)
+        clock_ns(CLOCK_MONOTONIC) - atomic_load(&g_fill_done_ns) >= g_fc.stop_after_ns)
         stop_job(&g_stop_sent);
     return 0;
 }
@@ -1029,7 +1016,7 @@ static int restore_case(const opts *o, int64_t keys, bool incr)
         fill_reset();
         sl_env *renv = new_env("rocksdb", o->par, g_localdir, chk);
         build_fill(renv, true, 0);
-        int64_t t_exec = mono_ns();
+        int64_t t_exec = clock_ns(CLOCK_MONOTONIC);
         job_out rr = run_job(renv, "rocksdb_state_restore");
         int64_t ti = atomic_load(&g_t_init_ns), to = atomic_load(&g_t_open_ns);
         int64_t checked = atomic_load(&g_checked), bad = atomic_load(&g_bad);

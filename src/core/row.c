@@ -266,7 +266,8 @@ int sl__schema_field(const sl__schema *s, const char *name)
 /*
  * The shape fast paths (row.h). The helpers below encode one non-null field of a kind; they
  * are always inlined with a constant kind, so each shape's case is straight-line code. The
- * general loops after them handle nulls and the other schemas.
+ * general loops after them, for nulls and the other schemas, call them with each field's
+ * kind.
  */
 
 static inline __attribute__((always_inline)) size_t size_one(int kind, const sl_value *v)
@@ -295,7 +296,7 @@ static inline __attribute__((always_inline)) uint8_t *write_one(int kind, const 
 }
 
 /* Reads one non-null field of type t (of kind kind) at p; returns its end, or NULL when it
- * is malformed or runs past end (the same checks as sl__row_read's loop). */
+ * is malformed or runs past end. */
 static inline __attribute__((always_inline)) const uint8_t *
 read_one(int kind, sl_type t, const uint8_t *p, const uint8_t *end, sl_value *v)
 {
@@ -362,23 +363,9 @@ static __attribute__((noinline)) size_t row_size_general(const sl__schema *s, co
             return s->fixed_size;
     }
     size_t n = ((size_t)s->n + 7) / 8;
-    for (int i = 0; i < s->n; i++) {
-        switch (row[i].type) {
-        case SL_NULL:
-            break;
-        case SL_I64:
-        case SL_F64:
-            n += 8;
-            break;
-        case SL_BOOL:
-            n += 1;
-            break;
-        case SL_STR:
-        case SL_BYTES:
-            n += sl__varint_size(row[i].u.s.len) + row[i].u.s.len;
-            break;
-        }
-    }
+    for (int i = 0; i < s->n; i++)
+        if (row[i].type != SL_NULL)
+            n += size_one(kind_of(row[i].type), &row[i]);
     return n;
 }
 
@@ -388,16 +375,6 @@ size_t sl__row_size(const sl__schema *s, const sl_value *row)
         SHAPE_CASES(SIZE1, SIZE2)
     }
     return row_size_general(s, row);
-}
-
-size_t sl__row_field_offset(const sl__schema *s, const sl_value *row, int f)
-{
-    size_t n = ((size_t)s->n + 7) / 8;
-    if (f == 1) /* the usual aggregate field, after a key */
-        return n + sl__value_size(&row[0]);
-    for (int i = 0; i < f; i++)
-        n += sl__value_size(&row[i]);
-    return n;
 }
 
 #define WRITE1(k0)                                                                                 \
@@ -427,27 +404,10 @@ static __attribute__((noinline)) uint8_t *row_write_general(const sl__schema *s,
         memset(bitmap, 0, nb);
     p += nb;
     for (int i = 0; i < s->n; i++) {
-        const sl_value *v = &row[i];
-        switch (v->type) {
-        case SL_NULL:
+        if (row[i].type == SL_NULL)
             bitmap[i >> 3] |= (uint8_t)(1u << (i & 7));
-            break;
-        case SL_I64:
-        case SL_F64:
-            memcpy(p, &v->u.i64, 8); /* little-endian hosts only; checked at build time */
-            p += 8;
-            break;
-        case SL_BOOL:
-            *p++ = v->u.b ? 1 : 0;
-            break;
-        case SL_STR:
-        case SL_BYTES:
-            p = sl__varint_write(p, v->u.s.len);
-            if (v->u.s.len)
-                memcpy(p, v->u.s.ptr, v->u.s.len);
-            p += v->u.s.len;
-            break;
-        }
+        else
+            p = write_one(kind_of(row[i].type), &row[i], p);
     }
     return p;
 }
@@ -485,34 +445,9 @@ row_read_general(const sl__schema *s, const uint8_t *p, const uint8_t *end, sl_v
             v->type = SL_NULL;
             continue;
         }
-        v->type = s->types[i];
-        switch (s->types[i]) {
-        case SL_I64:
-        case SL_F64:
-            if (end - p < 8)
-                return NULL;
-            memcpy(&v->u.i64, p, 8);
-            p += 8;
-            break;
-        case SL_BOOL:
-            if (end - p < 1 || *p > 1)
-                return NULL;
-            v->u.b = *p++ != 0;
-            break;
-        case SL_STR:
-        case SL_BYTES: {
-            uint64_t len;
-            p = sl__varint_read(p, end, &len);
-            if (!p || (uint64_t)(end - p) < len)
-                return NULL;
-            v->u.s.ptr = (const char *)p;
-            v->u.s.len = (size_t)len;
-            p += len;
-            break;
-        }
-        case SL_NULL:
+        int kind = kind_of(s->types[i]);
+        if (kind < 0 || !(p = read_one(kind, s->types[i], p, end, v)))
             return NULL;
-        }
     }
     return p;
 }

@@ -55,9 +55,6 @@ const char *sl__type_name(sl_type t);
 size_t sl__row_size(const sl__schema *s, const sl_value *row);
 /* Writes row at dst (which has sl__row_size bytes) and returns the end. */
 uint8_t *sl__row_write(const sl__schema *s, const sl_value *row, uint8_t *dst);
-/* Offset of field f (not null) in the serialized form of row: where sl__row_write puts its
- * bytes. Reads only the types and lengths of fields before f. */
-size_t sl__row_field_offset(const sl__schema *s, const sl_value *row, int f);
 /* Reads a row from [p, end) into out; returns the end of the row or NULL if malformed. */
 const uint8_t *sl__row_read(const sl__schema *s, const uint8_t *p, const uint8_t *end,
                             sl_value *out);
