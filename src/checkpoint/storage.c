@@ -48,12 +48,13 @@
 
 #define FORMAT_VERSION 1 /* of state files */
 /* of _metadata: 2 added the database files of incremental snapshots; 1 is still read */
-#define META_VERSION 2
+#define META_VERSION 3
 #define KIND_STATE 1 /* "SLST": one operator subtask's state */
 #define KIND_META 2  /* "SLMD": a checkpoint's _metadata */
 #define HEAD_SIZE 8  /* magic, version, kind: the same in every version */
 #define TRAILER_SIZE 16
 #define META_FLAG_SAVEPOINT 1u
+#define SUBTASK_FLAG_FINISHED 1u /* version 3: the subtask had finished */
 /* state file header before the uid: head, id, subtask, kg_start, kg_end, uid length */
 #define STATE_HEADER_FIXED 32
 /* smallest metadata: head, flags, id, timestamp, duration, two string lengths, operator
@@ -2015,6 +2016,7 @@ static void meta_encode(const sl__checkpoint_meta *m, enc *e)
         for (int s = 0; s < o->parallelism; s++) {
             const sl__subtask_state *ss = &o->subtasks[s];
             enc_u32(e, (uint32_t)ss->subtask);
+            enc_u32(e, ss->finished ? SUBTASK_FLAG_FINISHED : 0);
             enc_str(e, ss->file);
             enc_u64(e, ss->file_size);
             enc_u64(e, ss->checksum);
@@ -2128,6 +2130,7 @@ static sl__checkpoint_meta *meta_decode(dec *d)
         return NULL;
     }
     int version = get_u16(d->start + 4);
+    m->format_version = version;
     d->p = d->start + HEAD_SIZE;
     uint32_t flags = dec_u32(d, "the flags");
     if (!d->rc && (flags & ~META_FLAG_SAVEPOINT)) {
@@ -2177,6 +2180,15 @@ static sl__checkpoint_meta *meta_decode(dec *d)
             sl__subtask_state *ss = &o->subtasks[s];
             o->parallelism = s + 1;
             ss->subtask = dec_int(d, "a subtask index", 0, MAX_KEY_GROUPS);
+            uint32_t sflags = version >= 3 ? dec_u32(d, "subtask flags") : 0;
+            if (!d->rc && (sflags & ~SUBTASK_FLAG_FINISHED)) {
+                d->rc = -1;
+                snprintf(d->why, sizeof d->why,
+                         "operator \"%s\" subtask %d has unknown flags 0x%" PRIx32
+                         " (accepted: 0x1, finished)",
+                         o->uid, s, sflags);
+            }
+            ss->finished = sflags & SUBTASK_FLAG_FINISHED;
             ss->file = dec_str(d, MAX_FILE_LEN, "a state file name");
             ss->file_size = dec_u64(d, "a file size");
             ss->checksum = dec_u64(d, "a file checksum");
@@ -2237,6 +2249,22 @@ static sl__checkpoint_meta *meta_decode(dec *d)
                  (size_t)(d->end - d->p));
     }
     return m;
+}
+
+bool sl__operator_fully_finished(const sl__operator_state_meta *o)
+{
+    for (int s = 0; s < o->parallelism; s++)
+        if (!o->subtasks[s].finished)
+            return false;
+    return o->parallelism > 0;
+}
+
+bool sl__restores_finished(const sl__operator_state_meta *o, int subtask, int parallelism)
+{
+    if (sl__operator_fully_finished(o))
+        return true;
+    return parallelism == o->parallelism && subtask < o->parallelism &&
+           o->subtasks[subtask].finished;
 }
 
 void sl__checkpoint_meta_free(sl__checkpoint_meta *m)
@@ -3080,7 +3108,8 @@ int sl__checkpoint_meta_json(const sl__checkpoint_meta *m, const char *chk_dir, 
     json_str(out, when);
     fprintf(out, ",\n  \"duration_ms\": %" PRId64 ",\n  \"path\": ", m->duration_ms);
     json_str(out, chk_dir);
-    fprintf(out, ",\n  \"format_version\": %d,\n  \"operators\": [", META_VERSION);
+    fprintf(out, ",\n  \"format_version\": %d,\n  \"operators\": [",
+            m->format_version ? m->format_version : META_VERSION);
     for (int i = 0; i < m->noperators; i++) {
         const sl__operator_state_meta *o = &m->operators[i];
         uint64_t size = 0;
@@ -3106,9 +3135,10 @@ int sl__checkpoint_meta_json(const sl__checkpoint_meta *m, const char *chk_dir, 
             json_str(out, ss->file);
             fprintf(out,
                     ", \"size\": %" PRIu64 ", \"checksum\": \"%016" PRIx64 "\", "
-                    "\"key_groups\": [%d, %d], \"keyed_bytes\": %" PRIu64
+                    "\"finished\": %s, \"key_groups\": [%d, %d], \"keyed_bytes\": %" PRIu64
                     ", \"operator_state_bytes\": %" PRIu64,
-                    ss->file_size, ss->checksum, ss->kg_start, ss->kg_end, keyed, ss->op_length);
+                    ss->file_size, ss->checksum, ss->finished ? "true" : "false", ss->kg_start,
+                    ss->kg_end, keyed, ss->op_length);
             if (ss->nfiles) {
                 uint64_t db = 0, shared = 0;
                 for (int f = 0; f < ss->nfiles; f++) {

@@ -54,6 +54,10 @@ typedef struct sl__subtask_state {
     uint64_t op_offset, op_length; /* operator state section; length 0 when none */
     int nfiles;                    /* database files; 0 when keyed state is by key group */
     sl__db_file *files;
+    /* The subtask had processed all its input (its task had ended) when the checkpoint was
+     * taken. Its keyed state is not kept (the key-group sections are empty): restored, it
+     * stays finished and receives no record (see sl__op_restore). */
+    bool finished;
 } sl__subtask_state;
 
 typedef struct sl__operator_state_meta {
@@ -71,11 +75,20 @@ typedef struct sl__checkpoint_meta {
     int64_t timestamp_ms; /* when triggered, Unix epoch */
     int64_t duration_ms;  /* trigger to complete */
     bool savepoint;
+    int format_version; /* of the _metadata it was loaded from; 0 for one not yet written */
     int noperators;
     sl__operator_state_meta *operators;
 } sl__checkpoint_meta;
 
 void sl__checkpoint_meta_free(sl__checkpoint_meta *m); /* NULL is a no-op; frees m too */
+
+/* Whether every subtask of o had finished: the operator had fully finished. */
+bool sl__operator_fully_finished(const sl__operator_state_meta *o);
+/* Whether subtask `subtask` of `parallelism` of an operator restored from o starts finished:
+ * the operator had fully finished (at any parallelism), or, at o's parallelism, that same
+ * subtask had finished. A subtask of a partially finished operator restored at another
+ * parallelism runs (the finished subtasks' key groups are empty, as they had no input left). */
+bool sl__restores_finished(const sl__operator_state_meta *o, int subtask, int parallelism);
 
 /* ---- storage ----------------------------------------------------------------------------- */
 

@@ -136,6 +136,7 @@ static int write_op(sl__job *job, int64_t id, sl__io_op *op, sl__subtask_state *
     }
     out->files = db.files;
     out->nfiles = db.nfiles;
+    out->finished = op->finished;
     return 0;
 }
 
@@ -236,23 +237,20 @@ static void io_submit(sl__job *job, sl__io_job *j)
 
 /* ---- the synchronous part ------------------------------------------------------------- */
 
-static const char finished_state[] = "_sl_finished";
-
-/* Marks an operator instance as finished in its operator state (union, so a restore at any
- * parallelism sees it): restored from a final checkpoint, it does not end its input again. */
-static int mark_finished(sl_ctx *ctx)
-{
-    sl_state *st = sl__operator_list_state(ctx->os, ctx, finished_state, "finished:bool", SL_UNION);
-    if (!st)
-        return SL_ESTATE;
-    sl_value v = SL_BOOL(true);
-    return sl_list_update(st, &v, 1);
-}
+/* Read from checkpoints of format version 2 only, which marked an operator finished with a
+ * union list state of this name; version 3 marks each subtask in _metadata instead. */
+static const char legacy_finished_state[] = "_sl_finished";
 
 /* The synchronous part for every operator of the task: user snapshot_state hooks, a copy of
- * the operator state, the beginning of a copy-on-write keyed snapshot. With finished set the
- * operators are first marked finished. Fills ops (t->nops entries); on error frees what it
- * took. */
+ * the operator state, the beginning of a copy-on-write keyed snapshot. With finished set
+ * (the task has ended its input, sl__task_freeze) the operators are marked finished and
+ * their keyed state is not taken, as Flink keeps none of finished operators (FLIP-147): an
+ * operator whose input has ended for good never reads it again, and restored from such a
+ * checkpoint it stays finished and receives nothing (sl__op_restore, check_restore in
+ * runtime.c). A bounded job's final checkpoint then costs its operator state (source
+ * positions, pending files), not its whole keyed state again. An operator restored as
+ * finished was never opened: its snapshot_state hook is not called, its restored operator
+ * state is kept as it is. Fills ops (t->nops entries); on error frees what it took. */
 static int capture(sl__task *t, int64_t id, bool finished, sl__io_op *ops)
 {
     const sl__job_graph *g = t->job->g;
@@ -266,7 +264,8 @@ static int capture(sl__task *t, int64_t id, bool finished, sl__io_op *ops)
         op->parallelism = ctx->parallelism;
         op->max_parallelism = g->max_parallelism;
         op->subtask = ctx->subtask;
-        if (n->fn.hooks.snapshot_state) {
+        op->finished = finished;
+        if (n->fn.hooks.snapshot_state && !ctx->finished_on_restore) {
             rc = n->fn.hooks.snapshot_state(ctx, id);
             sl__state_end_call(ctx->kb, ctx->os);
             if (rc < 0) {
@@ -274,8 +273,6 @@ static int capture(sl__task *t, int64_t id, bool finished, sl__io_op *ops)
                 break;
             }
         }
-        if (finished && (rc = mark_finished(ctx)) < 0)
-            break;
         if (sl__failpoint("checkpoint.sync")) {
             rc = sl_fail(ctx, "failpoint checkpoint.sync fired in checkpoint %lld", (long long)id);
             break;
@@ -291,6 +288,8 @@ static int capture(sl__task *t, int64_t id, bool finished, sl__io_op *ops)
             op->kg_start = sl__key_group_start(ctx->subtask, ctx->parallelism, g->max_parallelism);
             op->kg_end =
                 sl__key_group_start(ctx->subtask + 1, ctx->parallelism, g->max_parallelism);
+            if (finished)
+                continue;
             op->snap = sl__keyed_backend_snapshot_begin(ctx->kb);
             if (!op->snap) {
                 rc = sl_fail(ctx, "cannot snapshot keyed state: %s",
@@ -382,8 +381,8 @@ static int notify(sl__task *t, int64_t id)
         if (sl__failpoint("checkpoint.notify"))
             return sl_fail(ctx, "failpoint checkpoint.notify fired for checkpoint %lld",
                            (long long)id);
-        if (!ctx->node->fn.hooks.notify_checkpoint_complete)
-            continue;
+        if (!ctx->node->fn.hooks.notify_checkpoint_complete || ctx->finished_on_restore)
+            continue; /* restored as finished: never opened */
         int rc = ctx->node->fn.hooks.notify_checkpoint_complete(ctx, id);
         sl__state_end_call(ctx->kb, ctx->os);
         if (rc < 0)
@@ -659,13 +658,18 @@ int sl__op_restore(sl_ctx *ctx)
     sl__free(readers);
     if (rc < 0)
         return sl_fail(ctx, "restoring from checkpoint %lld: %s", (long long)m->id, err);
-    sl_state *fin = sl__operator_store_find(ctx->os, finished_state);
-    if (!fin)
-        fin = sl__operator_list_state(ctx->os, ctx, finished_state, "finished:bool", SL_UNION);
-    sl_iter *it;
-    if (fin && sl_list_get(fin, &it) > 0) {
-        ctx->finished_on_restore = true;
-        sl_iter_close(it);
+    ctx->finished_on_restore = sl__restores_finished(o, ctx->subtask, ctx->parallelism);
+    if (m->format_version < 3) {
+        /* a version 2 checkpoint marked the whole operator, in its operator state */
+        sl_state *fin = sl__operator_store_find(ctx->os, legacy_finished_state);
+        if (!fin)
+            fin = sl__operator_list_state(ctx->os, ctx, legacy_finished_state, "finished:bool",
+                                          SL_UNION);
+        sl_iter *it;
+        if (fin && sl_list_get(fin, &it) > 0) {
+            ctx->finished_on_restore = true;
+            sl_iter_close(it);
+        }
     }
     return 0;
 }

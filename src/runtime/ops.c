@@ -307,7 +307,9 @@ int sl__op_open(sl_ctx *ctx)
      * failed can free what it allocated */
     ctx->opened = true;
     int rc = call_hook(ctx, n->fn.hooks.initialize_state, "initialize_state");
-    if (rc == 0)
+    /* restored as finished: its state is back (a sink's pending files are recovered there)
+     * but it will process nothing, so it is not opened (a socket source does not connect) */
+    if (rc == 0 && !ctx->finished_on_restore)
         rc = call_hook(ctx, n->fn.hooks.open, "open");
     return rc;
 }
@@ -593,8 +595,23 @@ static int process_keyed_buffer(sl__task *t, const sl__channel *c, const sl__buf
     }
 }
 
+/* A record for an operator restored as finished: its keyed state was not kept and it was
+ * never opened. check_restore (runtime.c) refuses a job in which anything not finished
+ * feeds it, so this is an invariant failing, not a user error. */
+static __attribute__((noinline)) int finished_input(sl__task *t, const sl_ctx *head)
+{
+    sl__job_fail(t->job, SL_ESTATE,
+                 "operator '%s' (subtask %d/%d) received a record, but it had finished in the "
+                 "checkpoint it was restored from (its input had ended, and no state of it was "
+                 "kept)",
+                 head->node->name, t->subtask + 1, head->parallelism);
+    return SL_ESTATE;
+}
+
 int sl__op_process_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b)
 {
+    if (__builtin_expect(t->ops[0]->finished_on_restore, 0))
+        return finished_input(t, t->ops[0]);
     if (c->keyed)
         return process_keyed_buffer(t, c, b);
     int input = c->input;
@@ -627,8 +644,8 @@ int sl__op_end_input(sl_ctx *ctx)
     const sl__node *n = ctx->node;
     int rc = 0;
     if (ctx->finished_on_restore) {
-        /* restored from a final checkpoint: this instance already ended its input and what
-         * it emitted then is in the checkpoint downstream */
+        /* restored as finished: this instance already ended its input and what it emitted
+         * then is in the checkpoint downstream */
         ctx->ended = true;
         return 0;
     }

@@ -116,6 +116,8 @@ static int run_source(sl__task *t)
 {
     sl_ctx *head = t->ops[0];
     int (*poll)(sl_ctx *) = head->node->fn.source.poll;
+    if (head->finished_on_restore)
+        return 0; /* its input had ended in the checkpoint: it stays ended */
     for (;;) {
         if (cancelled(t))
             return SL_ECANCELED;
@@ -660,8 +662,60 @@ static int run_attempt(run_state *rs, int attempt, char *err, size_t cap)
     return rc;
 }
 
-/* Checks that a checkpoint fits the job: same max parallelism, and no state of operators
- * the job does not have unless allowed. */
+static const sl__operator_state_meta *meta_op(const sl__checkpoint_meta *m, const sl__node *n)
+{
+    for (int i = 0; n->uid && i < m->noperators; i++)
+        if (!strcmp(m->operators[i].uid, n->uid))
+            return &m->operators[i];
+    return NULL;
+}
+
+/* An operator restored with finished subtasks receives nothing on them: its input had ended
+ * and its keyed state was not kept. That holds for the job that took the checkpoint; a
+ * changed job must not feed such an operator from anything that may still send, as Flink
+ * refuses (FLIP-147). Every input of an operator with a finished subtask must come from an
+ * operator that had fully finished, or, through a chained forward edge, from the same
+ * subtasks finished. A new operator (not in the checkpoint) has not finished. */
+static int check_finished(const sl__job_graph *g, const sl__checkpoint_meta *m, const char *path,
+                          char *err, size_t cap)
+{
+    for (int k = 0; k < g->nnodes; k++) {
+        const sl__node *n = g->nodes[k];
+        const sl__operator_state_meta *o = meta_op(m, n);
+        int p = node_parallelism(g, n);
+        bool any = false;
+        for (int s = 0; o && s < p && !any; s++)
+            any = sl__restores_finished(o, s, p);
+        if (!any)
+            continue;
+        for (int e = 0; e < n->ninputs; e++) {
+            const sl__node *from = n->inputs[e].from;
+            const sl__operator_state_meta *fo = meta_op(m, from);
+            int fp = node_parallelism(g, from);
+            bool ok = fo && sl__operator_fully_finished(fo);
+            if (!ok && fo && n->inputs[e].part == SL_PART_FORWARD && fp == p) {
+                ok = true;
+                for (int s = 0; s < p && ok; s++)
+                    ok = !sl__restores_finished(o, s, p) || sl__restores_finished(fo, s, fp);
+            }
+            if (ok)
+                continue;
+            snprintf(err, cap,
+                     "checkpoint %s: operator '%s' (uid '%s') had finished there, but its input "
+                     "'%s' (uid '%s') %s and could send it records, which it can no longer "
+                     "process (a checkpoint keeps no state of a finished operator); restore "
+                     "this job from a checkpoint taken before '%s' finished, or give it a new "
+                     "uid to start it without state",
+                     path, n->name, n->uid, from->name, from->uid ? from->uid : "",
+                     fo ? "had not finished" : "is not in the checkpoint", n->name);
+            return SL_ESTATE;
+        }
+    }
+    return 0;
+}
+
+/* Checks that a checkpoint fits the job: same max parallelism, no state of operators the
+ * job does not have unless allowed, and no finished operator fed by one that may send. */
 static int check_restore(const sl__job_graph *g, const sl__checkpoint_meta *m, const char *path,
                          char *err, size_t cap)
 {
@@ -698,7 +752,7 @@ static int check_restore(const sl__job_graph *g, const sl__checkpoint_meta *m, c
             return SL_ESTATE;
         }
     }
-    return 0;
+    return check_finished(g, m, path, err, cap);
 }
 
 static bool is_bad(const run_state *rs, int64_t id)

@@ -70,8 +70,11 @@ struct sl_ctx {
     int nbcast;
     bool opened;
     bool ended;
-    bool restored;            /* state came from a checkpoint (sl_ctx_is_restored) */
-    bool finished_on_restore; /* restored from a final checkpoint: its input had ended */
+    bool restored; /* state came from a checkpoint (sl_ctx_is_restored) */
+    /* Restored from a checkpoint in which this subtask had finished (see sl__op_restore): it
+     * is initialized (operator state) but not opened, receives or polls nothing, does not
+     * end its input again, and stays finished in every later checkpoint. */
+    bool finished_on_restore;
 };
 
 /* Messages to a task from the coordinator, read on the task's thread between records. */
@@ -133,8 +136,9 @@ typedef struct sl__io_op {
     const char *uid, *name;
     int parallelism, max_parallelism, subtask;
     int kg_start, kg_end;
-    sl__keyed_snapshot *snap; /* NULL when the operator has no keyed state */
+    sl__keyed_snapshot *snap; /* NULL when the operator has no keyed state, or finished */
     sl__buf op_state;
+    bool finished; /* the task had ended: marked so in _metadata, no keyed state kept */
 } sl__io_op;
 
 typedef struct sl__io_job {

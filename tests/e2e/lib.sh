@@ -84,6 +84,15 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# has_lines FILE LINE...: every LINE is a whole line of FILE.
+has_lines() {
+    local f=$1 l
+    shift
+    for l in "$@"; do
+        grep -qxF -- "$l" "$f" || return 1
+    done
+}
+
 # wait_for SECONDS DESCRIPTION CMD [ARGS...]: polls CMD every 0.1 s until it succeeds;
 # fails the test when SECONDS pass first.
 wait_for() {

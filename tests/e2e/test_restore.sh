@@ -11,6 +11,13 @@
 #  A3 parallelism 3, SIGTERM in the middle: exit 143, chk kept
 #  C  -s A3's checkpoint at parallelism 1, runs to the end
 #  R  RocksDB with incremental checkpoints: SIGINT, then -s at parallelism 2, 3 and 1 (heap)
+#  F  a run to the end that dies after its final checkpoint (failpoint job.before_commit):
+#     every subtask is marked finished there and no keyed state is kept (as Flink, FLIP-147);
+#     -s from it at parallelism 2 and 3 ends at once without emitting anything again; a job
+#     changed so that a new source would feed the finished counts operator is refused
+#  S  a job whose socket branch (unioned into the counts) has finished fails later: the
+#     automatic restart keeps the socket source finished (it does not connect again: the
+#     server is gone) and the job runs to exact counts
 # Every run that ends prints the final count of every key: they must equal the counts of a
 # run without interruption, and the restored runs must not have started over. Then the
 # refusals: another max parallelism; state of an operator uid the job no longer has (unless
@@ -148,6 +155,71 @@ rc=0
 "$SL_BIN/sluice" checkpoint inspect --verify "$chk_r" >/dev/null 2>"$tmp/r-inspect2.err" || rc=$?
 check "R: the checkpoint still verifies after three restores from it (got $rc)" test "$rc" -eq 0
 check "R: the working directories were removed after the restored runs" test -z "$(ls -A "$tmp/rocks")"
+
+# ---- F: the final checkpoint of a finished job ------------------------------------------------
+
+SLUICE_FAILPOINTS=job.before_commit=n1 run f "$FT" -p 2 "${CKPT[@]}" \
+    -D state.checkpoints.dir="$tmp/f" -- "${FAST[@]}"
+check "F: the process died after the final checkpoint (exit $rc)" test "$rc" -eq 137
+check "F: it counted every key to the end" same_lines "$tmp/expected" <(final_counts "$tmp/f.out")
+chk_f=$(latest_chk "$tmp/f") || chk_f=
+[[ -n $chk_f ]] || fail "F: no final checkpoint under $tmp/f"
+"$SL_BIN/sluice" checkpoint inspect "$chk_f" >"$tmp/f.json" 2>"$tmp/f-inspect.err"
+# subtasks UID FIELD: FIELD of each subtask of operator UID in f.json, one per line
+subtasks() {
+    python3 -c 'import json, sys
+ops = json.load(open(sys.argv[1]))["operators"]
+for o in ops:
+    for s in o["subtasks"] if o["uid"] == sys.argv[2] else []:
+        print(str(s[sys.argv[3]]).lower())' "$tmp/f.json" "$1" "$2"
+}
+check "F: every counts and source subtask is marked finished" \
+    test "$(subtasks counts finished; subtasks source finished)" = "$(printf 'true\n%.0s' 1 2 3 4)"
+check "F: no keyed state of the finished counts operator is kept" \
+    test "$(subtasks counts keyed_bytes | sort -u)" = 0
+check "F: ... but the source's positions are (operator state)" \
+    test "$(subtasks source operator_state_bytes | sort -n | head -1)" -gt 0
+run f2 "$FT" -p 2 -s "$chk_f" -- "${FAST[@]}"
+check "F: -s from it exits 0 (got $rc; $(err_excerpt "$tmp/f2.err"))" test "$rc" -eq 0
+check "F: ... emits nothing again" test ! -s "$tmp/f2.out"
+check "F: ... and processes nothing (no counts subtask ran)" \
+    test "$(grep -c '^ft_counter: processed=' "$tmp/f2.err")" -eq 0
+run f3 "$FT" -p 3 -s "$chk_f" -- "${FAST[@]}"
+check "F: -s from it at parallelism 3 exits 0 (got $rc; $(err_excerpt "$tmp/f3.err"))" \
+    test "$rc" -eq 0
+check "F: ... and emits nothing again" test ! -s "$tmp/f3.out"
+run f4 "$FT" -p 2 -s "$chk_f" --allow-non-restored-state -- "${FAST[@]}" --source-uid source2
+check "F: a new source feeding the finished counts is refused (exit $rc)" test "$rc" -eq 1
+check "F: ... before anything ran" \
+    test ! -s "$tmp/f4.out" -a "$(n_events "$tmp/f4.err" job_start)" -eq 0
+check "F: ... saying why ($(err_excerpt "$tmp/f4.err"))" \
+    grep -qF "operator 'Counts' (uid 'counts') had finished there, but its input" "$tmp/f4.err"
+
+# ---- S: a finished socket branch across an automatic restart ------------------------------
+
+s_port=$(free_port)
+printf 'a\nb\na\n' | timeout 60 nc -v -N -l 127.0.0.1 "$s_port" >/dev/null 2>"$tmp/s.nc.err" &
+s_nc=$!
+sl_pids+=("$s_nc")
+wait_for 10 "nc listening on 127.0.0.1:$s_port" grep -q 'Listening on' "$tmp/s.nc.err"
+start s "$FT" -p 2 -D execution.checkpointing.interval=100ms -D state.checkpoints.dir="$tmp/s" \
+    -D restart-strategy.type=fixed-delay -D restart-strategy.fixed-delay.delay=10ms -- \
+    "${JOB[@]}" --socket "$s_port" --fail-when-exists "$tmp/s.fail"
+s_pid=$job_pid
+wait_for 15 "the socket's lines counted" has_lines "$tmp/s.out" '(s:a,2)' '(s:b,1)'
+wait "$s_nc" 2>/dev/null || true
+n0=$(n_events "$tmp/s.err" checkpoint_completed)
+wait_events 15 "$tmp/s.err" checkpoint_completed $((n0 + 2))
+touch "$tmp/s.fail"
+wait_exit 60 "$s_pid" "the job with the socket branch to run to its end"
+check "S: exit status 0 after the restart (got $rc; $(err_excerpt "$tmp/s.err"))" test "$rc" -eq 0
+check "S: it failed once and restarted" test "$(n_events "$tmp/s.err" job_restarting)" -ge 1
+check "S: the restarted socket source did not connect again" \
+    bash -c '! grep -q "cannot connect" "$1"' _ "$tmp/s.err"
+check "S: final counts equal those of an uninterrupted run" \
+    same_lines "$tmp/expected" <(final_counts "$tmp/s.out")
+check "S: the socket's counts were kept: (s:a,2) once, no count started over" \
+    test "$(grep -c '^(s:a,2)$' "$tmp/s.out")" -eq 1 -a "$(grep -c '^(s:a,1)$' "$tmp/s.out")" -eq 1
 
 # ---- refusals --------------------------------------------------------------------------------
 

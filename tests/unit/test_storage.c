@@ -694,6 +694,162 @@ TEST(valid_checksum_with_bad_fields_is_refused)
     free(orig);
 }
 
+/* ---- finished subtasks (format version 3) ------------------------------------------------ */
+
+/* Writes checkpoint id at parallelism 3 with keyed subtask 1 and every subtask of the
+ * operator-state operator finished. */
+static void write_finished_ckpt(sl__storage *st, int64_t id)
+{
+    ckpt c;
+    memset(&c, 0, sizeof c);
+    char err[1024] = "";
+    for (int o = 0; o < NOPS; o++)
+        for (int s = 0; s < 3; s++)
+            if (write_subtask(st, id, o, s, 3, &c.subs[o][s], err, sizeof err) < 0)
+                FAIL_AT("write: %s", err);
+    c.subs[0][1].finished = true;
+    for (int s = 0; s < 3; s++)
+        c.subs[1][s].finished = true;
+    ckpt_meta(&c, id, 3);
+    if (sl__storage_complete(st, &c.m, err, sizeof err) < 0)
+        FAIL_AT("complete: %s", err);
+    ckpt_free(&c);
+}
+
+static const sl__operator_state_meta *meta_op(const sl__checkpoint_meta *m, const char *uid)
+{
+    for (int i = 0; i < m->noperators; i++)
+        if (!strcmp(m->operators[i].uid, uid))
+            return &m->operators[i];
+    FAIL_AT("no operator %s", uid);
+    return NULL;
+}
+
+/* The bytes of a version 3 _metadata rewritten as version 2: the subtask flags dropped. */
+static size_t metadata_as_v2(const uint8_t *in, size_t n, uint8_t *out)
+{
+    size_t i = 36, o;
+    i += 4 + rd32(in + i); /* job id */
+    i += 4 + rd32(in + i); /* job name */
+    uint32_t nops = rd32(in + i);
+    i += 4;
+    memcpy(out, in, i);
+    o = i;
+    for (uint32_t k = 0; k < nops; k++) {
+        size_t from = i;
+        i += 4 + rd32(in + i); /* uid */
+        i += 4 + rd32(in + i); /* name */
+        uint32_t par = rd32(in + i);
+        i += 8;
+        memcpy(out + o, in + from, i - from);
+        o += i - from;
+        for (uint32_t s = 0; s < par; s++) {
+            memcpy(out + o, in + i, 4); /* subtask index; the flags after it are left out */
+            o += 4;
+            i += 8;
+            from = i;
+            i += 4 + rd32(in + i);                                      /* file */
+            i += 16;                                                    /* size, checksum */
+            i += 8 + 8 * ((size_t)rd32(in + i + 4) - rd32(in + i) + 1); /* range, offsets */
+            i += 16;                                                    /* operator section */
+            CHECK_EQ_INT(rd32(in + i), 0);                              /* no database files */
+            i += 4;
+            memcpy(out + o, in + from, i - from);
+            o += i - from;
+        }
+    }
+    CHECK_EQ_INT(i, n - 16);
+    out[4] = 2; /* version 2 */
+    o += 16;
+    uint64_t len = o;
+    for (int b = 0; b < 8; b++)
+        out[o - 16 + b] = (uint8_t)(len >> (8 * b));
+    rechecksum(out, o);
+    return o;
+}
+
+TEST(finished_subtasks_round_trip)
+{
+    sl__storage *st = must_create(tmp_dir(), 1);
+    write_finished_ckpt(st, 1);
+    sl__storage_destroy(st);
+    const char *chk = chk_path(1), *md = fmt("%s/_metadata", chk_path(1));
+    char err[1024];
+    sl__checkpoint_meta *m = NULL;
+    if (sl__checkpoint_load(NULL, chk, -1, &m, err, sizeof err) != 0)
+        FAIL_AT("load: %s", err);
+    CHECK_EQ_INT(m->format_version, 3);
+    const sl__operator_state_meta *keyed = meta_op(m, "keyed"), *src = meta_op(m, "src op"),
+                                  *sink = meta_op(m, "sink");
+    for (int s = 0; s < 3; s++) {
+        CHECK_EQ_INT(keyed->subtasks[s].finished, s == 1);
+        CHECK(src->subtasks[s].finished);
+        CHECK(!sink->subtasks[s].finished);
+    }
+    /* fully finished: finished at any parallelism */
+    CHECK(sl__operator_fully_finished(src));
+    for (int p = 1; p <= 5; p++)
+        for (int s = 0; s < p; s++)
+            CHECK(sl__restores_finished(src, s, p));
+    /* partly finished: the same subtask at the same parallelism only */
+    CHECK(!sl__operator_fully_finished(keyed));
+    CHECK(sl__restores_finished(keyed, 1, 3));
+    CHECK(!sl__restores_finished(keyed, 0, 3));
+    CHECK(!sl__restores_finished(keyed, 2, 3));
+    CHECK(!sl__restores_finished(keyed, 1, 2));
+    CHECK(!sl__restores_finished(keyed, 1, 4));
+    CHECK(!sl__operator_fully_finished(sink));
+    FILE *f = tmpfile();
+    CHECK_EQ_INT(sl__checkpoint_meta_json(m, chk, f), 0);
+    rewind(f);
+    char json[16384];
+    json[fread(json, 1, sizeof json - 1, f)] = 0;
+    fclose(f);
+    CHECK_CONTAINS(json, "\"format_version\": 3");
+    CHECK_CONTAINS(json, "\"finished\": true");
+    CHECK_CONTAINS(json, "\"finished\": false");
+    sl__checkpoint_meta_free(m);
+
+    /* unknown subtask flags are refused, naming them */
+    size_t n;
+    uint8_t *orig = slurp(md, &n), *c = malloc(n);
+    size_t at = 36;
+    at += 4 + rd32(orig + at);
+    at += 4 + rd32(orig + at);
+    at += 4;
+    at += 4 + rd32(orig + at);
+    at += 4 + rd32(orig + at);
+    at += 8 + 4; /* parallelism, max parallelism, subtask 0's index */
+    memcpy(c, orig, n);
+    wr32(c + at, 3);
+    rechecksum(c, n);
+    expect_bad_metadata(chk, md, c, n);
+    m = NULL;
+    sl__checkpoint_load(NULL, chk, -1, &m, err, sizeof err);
+    CHECK_CONTAINS(err, "unknown flags 0x3");
+    CHECK_CONTAINS(err, "accepted: 0x1, finished");
+
+    /* version 2 (no flags) still reads: nothing finished */
+    uint8_t *v2 = malloc(n);
+    size_t n2 = metadata_as_v2(orig, n, v2);
+    CHECK_EQ_INT(n2, n - 9 * 4);
+    spit(md, v2, n2);
+    m = NULL;
+    if (sl__checkpoint_load(NULL, chk, -1, &m, err, sizeof err) != 0)
+        FAIL_AT("load v2: %s", err);
+    CHECK_EQ_INT(m->format_version, 2);
+    for (int o = 0; o < m->noperators; o++) {
+        CHECK_EQ_INT(m->operators[o].parallelism, 3);
+        for (int s = 0; s < 3; s++)
+            CHECK(!m->operators[o].subtasks[s].finished);
+        CHECK(!sl__operator_fully_finished(&m->operators[o]));
+    }
+    sl__checkpoint_meta_free(m);
+    free(v2);
+    free(c);
+    free(orig);
+}
+
 TEST(bad_metadata_is_refused_on_complete)
 {
     sl__storage *st = must_create(tmp_dir(), 1);
@@ -1374,10 +1530,11 @@ int main(int argc, char **argv)
         retention_keeps_one, retention_keeps_three, restart_with_existing_job_dir,
         savepoints_are_never_deleted, discard_all_removes_the_job_dir, every_truncation_is_detected,
         byte_flips_are_detected, valid_checksum_with_bad_fields_is_refused,
-        bad_metadata_is_refused_on_complete, paths_that_are_not_checkpoints,
-        create_errors_name_the_directory, enospc_on_a_state_file, enospc_leaves_no_partial_file,
-        enospc_on_metadata, eio_on_state_file_fsync, eio_on_metadata_fsync, eio_on_directory_fsync,
-        failing_rename, failing_mkdir, short_writes_are_completed, torn_writes_are_detected_on_load,
-        aborts_on_disk, aborts_in_memory, concurrent_writers_on_disk, concurrent_writers_in_memory,
-        json_is_valid, allocation_failures);
+        finished_subtasks_round_trip, bad_metadata_is_refused_on_complete,
+        paths_that_are_not_checkpoints, create_errors_name_the_directory, enospc_on_a_state_file,
+        enospc_leaves_no_partial_file, enospc_on_metadata, eio_on_state_file_fsync,
+        eio_on_metadata_fsync, eio_on_directory_fsync, failing_rename, failing_mkdir,
+        short_writes_are_completed, torn_writes_are_detected_on_load, aborts_on_disk,
+        aborts_in_memory, concurrent_writers_on_disk, concurrent_writers_in_memory, json_is_valid,
+        allocation_failures);
 }

@@ -4,10 +4,12 @@
  *
  *   ft_counter [sluice options] [--] [--count N] [--keys K] [--record-us US]
  *              [--fail-every N] [--fail-at IDX] [--fail-when-exists PATH]
- *              [--snapshot-ms MS] [--extra] [--counts-uid UID]
+ *              [--snapshot-ms MS] [--extra] [--counts-uid UID] [--source-uid UID]
+ *              [--socket PORT]
  *
- * The source (uid "source") is the engine's generator: record number idx (0 <= idx < N, or
- * unbounded with --count -1) is (key "k<idx % K>", seq idx / K, idx), subtask i of p making
+ * The source (uid "source", or --source-uid) is the engine's generator: record number idx
+ * (0 <= idx < N, or unbounded with --count -1) is (key "k<idx % K>", seq idx / K, idx),
+ * subtask i of p making
  * the indexes congruent to i mod p; --record-us paces it (a sleep per record). Its position
  * is operator state, so it rewinds on restore and is redistributed on rescale. With K a
  * multiple of the source parallelism every key's records come from one stream, in order.
@@ -28,6 +30,11 @@
  *   --extra                  adds an identity map (uid "extra") with operator list state
  *                            between the source and the key-by
  *   --noop                   adds a stateless identity map (uid "noop") there
+ *   --socket PORT            unions a second branch into the key-by: a socket text source
+ *                            (uid "socket", parallelism 1) on 127.0.0.1:PORT whose every line
+ *                            is a record (key "s:<line>", seq 0, idx -1); the counts
+ *                            operator counts those without a sequence check and emits
+ *                            (key,count) for each. It ends when the server closes.
  */
 #include <sluice.h>
 
@@ -47,6 +54,7 @@ typedef struct cfg {
 } cfg;
 
 typedef struct counts_local {
+    sl_ctx *ctx;
     sl_state *count, *last;
     int64_t processed;
 } counts_local;
@@ -78,6 +86,7 @@ static int counts_open(sl_ctx *ctx)
     if (!l)
         return sl_fail(ctx, "out of memory");
     sl_ctx_set_local(ctx, l);
+    l->ctx = ctx;
     sl_state_desc dc = {.name = "count", .kind = SL_STATE_VALUE, .schema = "n:i64"};
     sl_state_desc dl = {.name = "last-seq", .kind = SL_STATE_VALUE, .schema = "seq:i64"};
     l->count = sl_keyed_state(ctx, &dc);
@@ -94,12 +103,28 @@ static int counts_close(sl_ctx *ctx)
     return 0;
 }
 
+/* --socket: a line's record has no sequence; every one is counted and emitted */
+static int count_socket_line(counts_local *l, const sl_value *in)
+{
+    sl_value v;
+    int rc = sl_value_get(l->count, &v);
+    if (rc < 0)
+        return rc;
+    v = SL_I64(rc > 0 ? v.u.i64 + 1 : 1);
+    if ((rc = sl_value_update(l->count, &v)) < 0)
+        return rc;
+    sl_value out[2] = {in[0], v};
+    return sl_emit(l->ctx, out);
+}
+
 static int counts_process(sl_ctx *ctx, const sl_value *in)
 {
     const cfg *c = sl_ctx_user(ctx);
     counts_local *l = sl_ctx_local(ctx);
     int64_t seq = in[1].u.i64, idx = in[2].u.i64;
     l->processed++;
+    if (idx < 0)
+        return count_socket_line(l, in);
     if (c->fail_every > 0 && l->processed >= c->fail_every)
         return sl_fail(ctx, "injected failure after %lld records (attempt %d)",
                        (long long)l->processed, sl_ctx_attempt(ctx));
@@ -202,10 +227,20 @@ static int noop_map(sl_ctx *ctx, const sl_value *in, sl_value *out)
     return 0;
 }
 
+/* --socket: a line becomes (key "s:<line>", seq 0, idx -1) */
+static int socket_line(sl_ctx *ctx, const sl_value *in, sl_value *out)
+{
+    out[0] = sl_ctx_printf(ctx, "s:%.*s", (int)in[0].u.s.len, in[0].u.s.ptr);
+    out[1] = SL_I64(0);
+    out[2] = SL_I64(-1);
+    return 0;
+}
+
 static int job(sl_env *env, int argc, char **argv)
 {
     static cfg c = {.count = 10000, .keys = 12, .fail_at = -1};
-    const char *counts_uid = "counts";
+    const char *counts_uid = "counts", *source_uid = "source";
+    int socket_port = 0;
     bool extra = false, noop = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -226,6 +261,10 @@ static int job(sl_env *env, int argc, char **argv)
             c.snapshot_ms = atoll(argv[++i]);
         else if (!strcmp(a, "--counts-uid") && has)
             counts_uid = argv[++i];
+        else if (!strcmp(a, "--source-uid") && has)
+            source_uid = argv[++i];
+        else if (!strcmp(a, "--socket") && has)
+            socket_port = atoi(argv[++i]);
         else if (!strcmp(a, "--extra"))
             extra = true;
         else if (!strcmp(a, "--noop"))
@@ -240,7 +279,7 @@ static int job(sl_env *env, int argc, char **argv)
         return sl_env_fail(env, SL_EINVAL, "ft_counter: --keys must be at least 1");
 
     sl_stream *src = sl_from_generator(env, "key:str,seq:i64,idx:i64", c.count, gen, &c);
-    sl_set_uid(src, "source");
+    sl_set_uid(src, source_uid);
     if (extra) {
         sl_map_fn m = {.initialize_state = extra_init,
                        .snapshot_state = extra_snapshot,
@@ -251,6 +290,16 @@ static int job(sl_env *env, int argc, char **argv)
     if (noop) {
         sl_map_fn m = {.map = noop_map};
         src = sl_set_uid(sl_map(src, "key:str,seq:i64,idx:i64", &m), "noop");
+    }
+    if (socket_port > 0) {
+        sl_stream *lines = sl_socket_text_stream(env, "127.0.0.1", socket_port, "\n", 0);
+        sl_set_uid(lines, "socket");
+        sl_map_fn m = {.map = socket_line};
+        sl_stream *rows = sl_map(lines, "key:str,seq:i64,idx:i64", &m);
+        sl_set_uid(rows, "socket-rows");
+        sl_set_parallelism(rows, 1);
+        sl_stream *both[2] = {src, rows};
+        src = sl_union(both, 2);
     }
     sl_process_fn p = {.open = counts_open,
                        .close = counts_close,
