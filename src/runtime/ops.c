@@ -426,18 +426,23 @@ static int reduce(sl_ctx *ctx, const sl_value *row)
     return emit_state(ctx);
 }
 
-/* sl__op_process; key_hash, when not NULL, is the hash of row's key (from a keyed frame). */
-static int process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *key_hash)
+/* sl__op_process; key_hash, when not NULL, is the hash of row's key (from a keyed frame);
+ * key, when not NULL, is row's whole key, made by the caller (frame_key). */
+static int process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *key_hash,
+                   const sl__key *key)
 {
     const sl__node *n = ctx->node;
     int rc;
     if (ctx->kb && input == 0) {
-        sl__key key = {0}; /* set when rc is 0 */
-        rc = keyer_make(&ctx->keyer, ctx->key_ctx ? ctx->key_ctx : ctx, row, key_hash, &key,
-                        ctx->task->job->g->max_parallelism);
-        if (rc < 0)
-            return rc;
-        sl__keyed_backend_set_key_parts(ctx->kb, key.bytes, key.len, key.hash, key.key_group);
+        sl__key made = {0}; /* set when rc is 0 */
+        if (!key) {
+            rc = keyer_make(&ctx->keyer, ctx->key_ctx ? ctx->key_ctx : ctx, row, key_hash, &made,
+                            ctx->task->job->g->max_parallelism);
+            if (rc < 0)
+                return rc;
+            key = &made;
+        }
+        sl__keyed_backend_set_key_parts(ctx->kb, key->bytes, key->len, key->hash, key->key_group);
     }
     switch (n->kind) {
     case SL_NODE_MAP: {
@@ -503,7 +508,7 @@ static int process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *
 
 int sl__op_process(sl_ctx *ctx, int input, const sl_value *row)
 {
-    return process(ctx, input, row, NULL);
+    return process(ctx, input, row, NULL, NULL);
 }
 
 /* Reads the frame at p (keyed channels, above): the key hash, and the row's bounds. NULL
@@ -540,19 +545,72 @@ static int malformed(sl__task *t, const sl_ctx *head)
     return SL_EFORMAT;
 }
 
+/* Whether the keys of records of schema s can be borrowed from their frames (frame_key):
+ * the key is field 0 of a record of at most 8 fields, whose null bitmap is one byte. */
+static bool frame_keys(const sl__keyer *k, const sl__schema *s)
+{
+    return k->field == 0 && s->n <= 8;
+}
+
+/* The key row of a keyed frame's record, row read from bytes, borrowed from the frame when
+ * it is a prefix of the record (frame_keys holds for the schema): the record has no nulls
+ * (bitmap byte 0), and its field 0 is a string, bytes or 8-byte number. Its key row
+ * (keyer_row) is then the bitmap byte 0 and the field's bytes, the record's first bytes; a
+ * string's only when its length varint has its shortest form, which the check of where the
+ * string's bytes lie ensures. Sets *key and returns true, or returns false when the key
+ * must be built. Building it cost a copy of the key per record and, compared right after
+ * in the state lookup, loads of bytes still being stored. */
+static inline bool frame_key(const uint8_t *bytes, const sl_value *row, uint64_t hash,
+                             int max_parallelism, sl__key *key)
+{
+    if (bytes[0] != 0)
+        return false;
+    const sl_value *v = &row[0];
+    size_t n;
+    if (v->type == SL_STR || v->type == SL_BYTES) {
+        n = 1 + sl__varint_size(v->u.s.len) + v->u.s.len;
+        if ((const uint8_t *)v->u.s.ptr + v->u.s.len != bytes + n)
+            return false;
+    } else if (v->type == SL_I64 || v->type == SL_F64) {
+        n = 9;
+    } else {
+        return false;
+    }
+    *key = (sl__key){
+        .bytes = bytes, .len = n, .hash = hash, .key_group = sl__key_group(hash, max_parallelism)};
+    return true;
+}
+
+/* After a buffer whose records' keys were borrowed from it (frame_key): the backend's
+ * current key, which outlives the buffer (the buffer goes back to its producer), copied to
+ * the keyer's own memory. */
+static void keep_key(sl_ctx *head)
+{
+    const sl__key *cur = sl__keyed_backend_current_key(head->kb);
+    if (!cur)
+        return;
+    sl__key k = *cur;
+    keyer_reserve(&head->keyer, k.len);
+    memcpy(head->keyer.buf, k.bytes, k.len);
+    sl__keyed_backend_set_key_parts(head->kb, head->keyer.buf, k.len, k.hash, k.key_group);
+}
+
 /* The records of a keyed channel's buffer. Each frame is read once, AHEAD_SLOT records
  * before it is processed, into a ring of AHEAD_SLOT frames: reading it prefetches its state
  * table slot, and AHEAD_ENTRY records before it is processed its hash, from the ring,
  * prefetches its entry, both in one call per record (sl__keyed_backend_prefetch). A keyed
  * head's lookups in a large table otherwise wait for two cache misses (slot, entry) per
  * record. Records before a malformed frame are processed, then the buffer fails. */
-static int process_keyed_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b)
+static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__buffer *b,
+                                 bool *borrowed /* the key last set is in b */)
 {
     int input = c->input;
     const sl__schema *s = t->in_schema[input];
     sl_value *row = t->in_row[input];
     sl_ctx *head = t->ops[0];
     sl__keyed_backend *kb = input == 0 ? head->kb : NULL;
+    int max_parallelism = t->job->g->max_parallelism;
+    bool borrow = kb && frame_keys(&head->keyer, s);
     const uint8_t *scan = b->data, *end = b->data + b->len; /* the next frame to read */
     frame ring[AHEAD_SLOT];
     size_t nread = 0; /* frames read into the ring so far */
@@ -587,10 +645,27 @@ static int process_keyed_buffer(sl__task *t, const sl__channel *c, const sl__buf
             return malformed(t, head);
         if (sl__failpoint("task.record"))
             return sl_fail(head, "failpoint task.record fired");
-        int rc = process(head, input, row, &f->hash);
+        sl__key key;
+        const sl__key *kp = NULL;
+        if (borrow) {
+            if (frame_key(f->row, row, f->hash, max_parallelism, &key))
+                kp = &key;
+            *borrowed = kp != NULL;
+        }
+        int rc = process(head, input, row, &f->hash, kp);
         if (rc < 0)
             return rc;
     }
+}
+
+/* process_keyed_records, then keep_key when the last record's key was borrowed from b. */
+static int process_keyed_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b)
+{
+    bool borrowed = false;
+    int rc = process_keyed_records(t, c, b, &borrowed);
+    if (borrowed)
+        keep_key(t->ops[0]);
+    return rc;
 }
 
 int sl__op_process_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b)
@@ -608,7 +683,7 @@ int sl__op_process_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b
             return malformed(t, head);
         if (sl__failpoint("task.record"))
             return sl_fail(head, "failpoint task.record fired");
-        int rc = process(head, input, row, NULL);
+        int rc = process(head, input, row, NULL, NULL);
         if (rc < 0)
             return rc;
     }
