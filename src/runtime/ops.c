@@ -144,9 +144,36 @@ static inline int keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row,
  * carry bare rows back to back.
  */
 
-static int write_keyed(sl__writer *w, sl__channel *ch, const sl_value *row, size_t n, uint64_t hash,
-                       sl__task *t)
+/* The serialized size of row when it begins with its key row, kn bytes in w->keyer.buf
+ * (keyer_row), or 0 when it does not. It does when the key is field 0 of a schema of at
+ * most 8 fields (one bitmap byte) and no field is null (that byte 0): the row is then the
+ * key row, the bitmap byte 0 and field 0's bytes, followed by the other fields' bytes.
+ * The receiver borrows the key from the record on the same condition (frame_key). */
+static inline size_t keyed_row_size(const sl__writer *w, const sl_value *row, size_t kn)
 {
+    const sl__schema *s = w->schema;
+    if (w->keyer.field != 0 || s->n > 8)
+        return 0;
+    size_t n = kn;
+    for (int i = 1; i < s->n; i++) {
+        if (row[i].type == SL_NULL)
+            return 0;
+        n += sl__value_size(&row[i]);
+    }
+    return n;
+}
+
+/* Writes a record of a keyed channel: its key row, kn bytes in w->keyer.buf, hashes to
+ * hash. A row that begins with its key row is written as a copy of the key row and the
+ * other fields (keyed_row_size), without encoding field 0 again. */
+static int write_keyed(sl__writer *w, sl__channel *ch, const sl_value *row, uint64_t hash,
+                       size_t kn, sl__task *t)
+{
+    const sl__schema *s = w->schema;
+    size_t n = keyed_row_size(w, row, kn);
+    bool after_key = n != 0;
+    if (!after_key)
+        n = sl__row_size(s, row);
     size_t head = 8 + sl__varint_size(n);
     sl__buffer *b = sl__channel_reserve(ch, head + n);
     if (!b)
@@ -154,7 +181,14 @@ static int write_keyed(sl__writer *w, sl__channel *ch, const sl_value *row, size
     uint8_t *p = b->data + b->len;
     memcpy(p, &hash, 8); /* little-endian hosts only, as rows */
     p = sl__varint_write(p + 8, n);
-    sl__row_write(w->schema, row, p);
+    if (after_key) {
+        sl__copy_bytes(p, w->keyer.buf, kn);
+        p += kn;
+        for (int i = 1; i < s->n; i++)
+            p = sl__value_write(&row[i], p);
+    } else {
+        sl__row_write(s, row, p);
+    }
     b->len += head + n;
     t->dirty = true;
     return 0;
@@ -171,20 +205,20 @@ static int write_to(sl__writer *w, sl__channel *ch, const sl_value *row, size_t 
     return 0;
 }
 
-/* The hash of row's key, for a HASH writer to pick the channel: the hash of the key row
- * keyer_make would make, without filling an sl__key. Returns 0 or a negative code (the
- * operator has failed). */
-static inline int writer_key_hash(sl__writer *w, sl_ctx *from, const sl_value *row, uint64_t *hash)
-{
-    int64_t n = keyer_row(&w->keyer, w->key_ctx ? w->key_ctx : from, row);
-    if (n < 0)
-        return (int)n;
-    *hash = sl__hash(w->keyer.buf, (size_t)n);
-    return 0;
-}
-
 static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
 {
+    if (w->part == SL_PART_HASH) {
+        /* the key row (as keyer_make would make it) and its hash, which picks the channel */
+        int64_t kn = keyer_row(&w->keyer, w->key_ctx ? w->key_ctx : from, row);
+        if (kn < 0)
+            return (int)kn;
+        uint64_t hash = sl__hash(w->keyer.buf, (size_t)kn);
+        int target = 0;
+        if (w->nchans > 1)
+            target = sl__key_group_owner(sl__key_group(hash, w->max_parallelism), w->nchans,
+                                         w->max_parallelism);
+        return write_keyed(w, w->chans[target], row, hash, (size_t)kn, from->task);
+    }
     size_t n = sl__row_size(w->schema, row);
     switch (w->part) {
     case SL_PART_FORWARD:
@@ -195,17 +229,8 @@ static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
             w->rr = 0;
         return write_to(w, ch, row, n, from->task);
     }
-    case SL_PART_HASH: {
-        uint64_t hash = 0; /* set when rc is 0 */
-        int rc = writer_key_hash(w, from, row, &hash);
-        if (rc < 0)
-            return rc;
-        int target = 0;
-        if (w->nchans > 1)
-            target = sl__key_group_owner(sl__key_group(hash, w->max_parallelism), w->nchans,
-                                         w->max_parallelism);
-        return write_keyed(w, w->chans[target], row, n, hash, from->task);
-    }
+    case SL_PART_HASH: /* above */
+        break;
     case SL_PART_BROADCAST:
         for (int i = 0; i < w->nchans; i++) {
             int rc = write_to(w, w->chans[i], row, n, from->task);
