@@ -552,13 +552,13 @@ static const uint8_t *read_frame(const uint8_t *p, const uint8_t *end, uint64_t 
     return p;
 }
 
-/* Distances, in records, at which sl__op_process_buffer prefetches the state of the
- * records ahead: the table slot first, then (once the slot has arrived) the entry. */
-enum { AHEAD_SLOT = 16, AHEAD_ENTRY = 8 };
+/* A keyed buffer's records are processed in runs of RUN, its frames read two runs ahead
+ * of the run processed into a ring of RING (process_keyed_records). RING is a multiple of
+ * RUN, so that a run's hashes lie together in the ring. */
+enum { RUN = 8, RING = 4 * RUN };
 
-/* A keyed frame read ahead of processing: its key hash and its row's bounds. */
+/* A keyed frame's row's bounds; its key hash is kept apart (process_keyed_records). */
 typedef struct frame {
-    uint64_t hash;
     const uint8_t *row, *row_end;
 } frame;
 
@@ -620,12 +620,15 @@ static void keep_key(sl_ctx *head)
     sl__keyed_backend_set_key_parts(head->kb, head->keyer.buf, k.len, k.hash, k.key_group);
 }
 
-/* The records of a keyed channel's buffer. Each frame is read once, AHEAD_SLOT records
- * before it is processed, into a ring of AHEAD_SLOT frames: reading it prefetches its state
- * table slot, and AHEAD_ENTRY records before it is processed its hash, from the ring,
- * prefetches its entry, both in one call per record (sl__keyed_backend_prefetch). A keyed
- * head's lookups in a large table otherwise wait for two cache misses (slot, entry) per
- * record. Records before a malformed frame are processed, then the buffer fails. */
+/* The records of a keyed channel's buffer, in runs of RUN records. Each frame is read
+ * once, two runs before its run is processed, and when a run is read its keys' state table
+ * slots are prefetched; before a run is processed the entries of the next run are (their
+ * slots have arrived by then), both stages in one call per run
+ * (sl__keyed_backend_prefetch), so a record's slot is asked for 16 to 24 records and its
+ * entry 8 to 16 records before its lookup. A keyed head's lookups in a large table
+ * otherwise wait for two cache misses (slot, entry) per record; a call per record and
+ * stage cost more than the prefetches. Records before a malformed frame are processed,
+ * then the buffer fails. */
 static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__buffer *b,
                                  bool *borrowed /* the key last set is in b */)
 {
@@ -637,49 +640,52 @@ static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__bu
     int max_parallelism = t->job->g->max_parallelism;
     bool borrow = kb && frame_keys(&head->keyer, s);
     const uint8_t *scan = b->data, *end = b->data + b->len; /* the next frame to read */
-    frame ring[AHEAD_SLOT];
-    size_t nread = 0; /* frames read into the ring so far */
-    bool bad = false; /* scan stopped at a malformed frame */
-    for (size_t i = 0;; i++) {
-        const uint64_t *slot = NULL; /* the last frame read, its slot not yet prefetched */
-        while (!bad && scan < end && nread < i + AHEAD_SLOT) {
-            frame *f = &ring[nread % AHEAD_SLOT];
-            f->row = read_frame(scan, end, &f->hash, &f->row_end);
+    frame ring[RING];
+    uint64_t hashes[RING]; /* the frames' key hashes, in the same places */
+    size_t nread = 0;      /* frames read into the ring so far */
+    bool bad = false;      /* scan stopped at a malformed frame */
+    for (size_t first = 0;; first += RUN) {
+        /* read to the end of the run after next (at the start, three runs); a stretch read
+         * starts at a run boundary, so it lies together in the ring */
+        size_t from = nread;
+        while (!bad && scan < end && nread < first + 3 * RUN) {
+            frame *f = &ring[nread % RING];
+            f->row = read_frame(scan, end, &hashes[nread % RING], &f->row_end);
             if (!f->row) {
                 bad = true;
                 break;
             }
             scan = f->row_end;
-            if (kb && slot) /* more than one frame read now (at the start) */
-                sl__keyed_backend_prefetch(kb, slot, NULL);
-            slot = &f->hash;
-            if (kb && nread < AHEAD_ENTRY) { /* the first records' entries, as their slots */
-                sl__keyed_backend_prefetch(kb, slot, slot);
-                slot = NULL;
-            }
             nread++;
         }
-        if (i == nread)
+        if (first >= nread)
             return bad ? malformed(t, head) : 0;
-        const uint64_t *entry =
-            i + AHEAD_ENTRY < nread ? &ring[(i + AHEAD_ENTRY) % AHEAD_SLOT].hash : NULL;
-        if (kb && (slot || entry))
-            sl__keyed_backend_prefetch(kb, slot, entry);
-        const frame *f = &ring[i % AHEAD_SLOT];
-        if (sl__row_read(s, f->row, f->row_end, row) != f->row_end)
-            return malformed(t, head);
-        if (sl__failpoint("task.record"))
-            return sl_fail(head, "failpoint task.record fired");
-        sl__key key;
-        const sl__key *kp = NULL;
-        if (borrow) {
-            if (frame_key(f->row, row, f->hash, max_parallelism, &key))
-                kp = &key;
-            *borrowed = kp != NULL;
+        /* the entries of the next run; at the start, of this run too (their slots not yet
+         * arrived: the prefetch waits for them, as the lookups would) */
+        size_t efrom = first ? first + RUN : 0;
+        size_t eto = first + 2 * RUN < nread ? first + 2 * RUN : nread;
+        if (kb)
+            sl__keyed_backend_prefetch(kb, &hashes[from % RING], nread - from,
+                                       &hashes[efrom % RING], eto > efrom ? eto - efrom : 0);
+        size_t last = first + RUN < nread ? first + RUN : nread;
+        for (size_t i = first; i < last; i++) {
+            const frame *f = &ring[i % RING];
+            const uint64_t *hash = &hashes[i % RING];
+            if (sl__row_read(s, f->row, f->row_end, row) != f->row_end)
+                return malformed(t, head);
+            if (sl__failpoint("task.record"))
+                return sl_fail(head, "failpoint task.record fired");
+            sl__key key;
+            const sl__key *kp = NULL;
+            if (borrow) {
+                if (frame_key(f->row, row, *hash, max_parallelism, &key))
+                    kp = &key;
+                *borrowed = kp != NULL;
+            }
+            int rc = process(head, input, row, hash, kp);
+            if (rc < 0)
+                return rc;
         }
-        int rc = process(head, input, row, &f->hash, kp);
-        if (rc < 0)
-            return rc;
     }
 }
 

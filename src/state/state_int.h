@@ -666,7 +666,8 @@ typedef struct sl__backend_ops {
     void (*release_views)(sl__keyed_backend *be);
     /* Optional: sl__keyed_backend_prefetch (which passes on every call: the backend checks
      * the key groups against its range). */
-    void (*prefetch)(sl__keyed_backend *be, const uint64_t *slot_hash, const uint64_t *entry_hash);
+    void (*prefetch)(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
+                     const uint64_t *entry_hashes, size_t nentry);
 } sl__backend_ops;
 
 /* Every backend's snapshot starts with this; kg_start/kg_end are the backend's range (the

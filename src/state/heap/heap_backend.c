@@ -871,34 +871,31 @@ static inline size_t kg_index(const heap_backend *hb, uint64_t hash)
     return idx < nkg(hb) ? idx : nkg(hb);
 }
 
-/* Prefetches, in the tables kg of the state whose handle is h, the slot of slot_hash's
- * key (at key group index si) and the entry of entry_hash's (at ei); an index of n (none)
- * skips its stage. */
-static inline void prefetch_state(sl__htab *const *kg, const sl_state *h, size_t n,
-                                  const uint64_t *slot_hash, size_t si, const uint64_t *entry_hash,
-                                  size_t ei)
-{
-    if (si < n && kg[si])
-        sl__htab_prefetch_slot(kg[si], sl__scope_hash(*slot_hash, h->ns_hash, h->ns_len));
-    if (ei < n && kg[ei])
-        sl__htab_prefetch_entry(kg[ei], sl__scope_hash(*entry_hash, h->ns_hash, h->ns_len));
-}
-
 /* The backend's part of sl__keyed_backend_prefetch, in the first registered states' tables
- * (hb->pf). The usual keyed operator has one state, in the empty namespace: then each
- * stage is the key group, a table pointer and one prefetch, without a loop. */
-static void h_prefetch(sl__keyed_backend *be, const uint64_t *slot_hash, const uint64_t *entry_hash)
+ * (hb->pf): for each state, the slots of slot_hashes' keys, then the entries of
+ * entry_hashes' (whose slots were asked for earlier). A run of keys per call, so that the
+ * loop, not a call, is what each key costs. */
+static void h_prefetch(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
+                       const uint64_t *entry_hashes, size_t nentry)
 {
     heap_backend *hb = (heap_backend *)be;
     size_t n = nkg(hb);
-    size_t si = slot_hash ? kg_index(hb, *slot_hash) : n;
-    size_t ei = entry_hash ? kg_index(hb, *entry_hash) : n;
-    if (__builtin_expect(hb->npf == 1, 1)) {
-        prefetch_state(hb->pf[0].kg, hb->pf[0].handle, n, slot_hash, si, entry_hash, ei);
-        return;
+    for (size_t i = 0; i < hb->npf; i++) {
+        sl__htab *const *kg = hb->pf[i].kg;
+        const sl_state *h = hb->pf[i].handle;
+        for (size_t j = 0; j < nslot; j++) {
+            size_t k = kg_index(hb, slot_hashes[j]);
+            if (k < n && kg[k])
+                sl__htab_prefetch_slot(kg[k],
+                                       sl__scope_hash(slot_hashes[j], h->ns_hash, h->ns_len));
+        }
+        for (size_t j = 0; j < nentry; j++) {
+            size_t k = kg_index(hb, entry_hashes[j]);
+            if (k < n && kg[k])
+                sl__htab_prefetch_entry(kg[k],
+                                        sl__scope_hash(entry_hashes[j], h->ns_hash, h->ns_len));
+        }
     }
-    for (size_t i = 0; i < hb->npf; i++)
-        prefetch_state(hb->pf[i].kg, hb->pf[i].handle, n, slot_hash, si, entry_hash, ei);
 }
 
 static size_t h_size(const sl__keyed_backend *be)
