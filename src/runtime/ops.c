@@ -244,12 +244,30 @@ static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
 
 /* ---- emitting ---------------------------------------------------------------------- */
 
+/* A sink's part of process: calls its invoke function with row and ends the call into user
+ * code. A chained sink that is not keyed (no current key to set) is called here straight
+ * from emit_checked; process's prologue and dispatch cost more than most sinks. */
+static inline int sink_invoke(sl_ctx *ctx, const sl_value *row)
+{
+    int rc = ctx->node->fn.sink.invoke(ctx, row);
+    if (rc < 0)
+        rc = sl__op_failed(ctx, "invoke", rc);
+    sl__state_end_call(ctx->kb, ctx->os);
+    return rc;
+}
+
 /* Passes a row whose types are known to match the operator's schema to every output. */
 static int emit_checked(sl_ctx *ctx, const sl_value *row)
 {
     for (int i = 0; i < ctx->nouts; i++) {
         const sl__output *o = &ctx->outs[i];
-        int rc = o->next ? sl__op_process(o->next, o->input, row) : writer_write(o->w, ctx, row);
+        int rc;
+        if (!o->next)
+            rc = writer_write(o->w, ctx, row);
+        else if (o->next->node->kind == SL_NODE_SINK && !o->next->kb)
+            rc = sink_invoke(o->next, row); /* what process would do, without its dispatch */
+        else
+            rc = sl__op_process(o->next, o->input, row);
         if (rc < 0)
             return rc;
     }
@@ -519,10 +537,7 @@ static int process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *
             rc = sl__op_failed(ctx, input == 0 ? "process_element" : "process_broadcast", rc);
         break;
     case SL_NODE_SINK:
-        rc = n->fn.sink.invoke(ctx, row);
-        if (rc < 0)
-            rc = sl__op_failed(ctx, "invoke", rc);
-        break;
+        return sink_invoke(ctx, row); /* ends the call itself */
     default:
         rc = SL_EINVAL;
         break;
