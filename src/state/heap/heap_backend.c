@@ -863,37 +863,40 @@ static int h_for_each_key(sl__keyed_backend *be, sl_state *st,
     return 0;
 }
 
-/* The index of the key group of hash in the backend's range, or nkg(hb) when it is
- * outside. */
-static inline size_t kg_index(const heap_backend *hb, uint64_t hash)
+/* The table in kg (a state's tables by key group index, n of them, the first for key
+ * group start) of hash's key group under max parallelism m, or NULL when that key group is
+ * outside the backend's range or has no table yet. */
+static inline const sl__htab *kg_table(sl__htab *const *kg, size_t n, int start, int m,
+                                       uint64_t hash)
 {
-    size_t idx = (size_t)(sl__key_group(hash, hb->base.max_parallelism) - hb->base.kg_start);
-    return idx < nkg(hb) ? idx : nkg(hb);
+    size_t idx = (size_t)(sl__key_group(hash, m) - start);
+    return idx < n ? kg[idx] : NULL;
 }
 
 /* The backend's part of sl__keyed_backend_prefetch, in the first registered states' tables
  * (hb->pf): for each state, the slots of slot_hashes' keys, then the entries of
  * entry_hashes' (whose slots were asked for earlier). A run of keys per call, so that the
- * loop, not a call, is what each key costs. */
+ * loop, not a call, is what each key costs; what the loops read of the backend and the
+ * state is read once, before them. */
 static void h_prefetch(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
                        const uint64_t *entry_hashes, size_t nentry)
 {
     heap_backend *hb = (heap_backend *)be;
     size_t n = nkg(hb);
+    int start = hb->base.kg_start, m = hb->base.max_parallelism;
     for (size_t i = 0; i < hb->npf; i++) {
         sl__htab *const *kg = hb->pf[i].kg;
-        const sl_state *h = hb->pf[i].handle;
+        uint64_t ns_hash = hb->pf[i].handle->ns_hash;
+        size_t ns_len = hb->pf[i].handle->ns_len;
         for (size_t j = 0; j < nslot; j++) {
-            size_t k = kg_index(hb, slot_hashes[j]);
-            if (k < n && kg[k])
-                sl__htab_prefetch_slot(kg[k],
-                                       sl__scope_hash(slot_hashes[j], h->ns_hash, h->ns_len));
+            const sl__htab *t = kg_table(kg, n, start, m, slot_hashes[j]);
+            if (t)
+                sl__htab_prefetch_slot(t, sl__scope_hash(slot_hashes[j], ns_hash, ns_len));
         }
         for (size_t j = 0; j < nentry; j++) {
-            size_t k = kg_index(hb, entry_hashes[j]);
-            if (k < n && kg[k])
-                sl__htab_prefetch_entry(kg[k],
-                                        sl__scope_hash(entry_hashes[j], h->ns_hash, h->ns_len));
+            const sl__htab *t = kg_table(kg, n, start, m, entry_hashes[j]);
+            if (t)
+                sl__htab_prefetch_entry(t, sl__scope_hash(entry_hashes[j], ns_hash, ns_len));
         }
     }
 }
