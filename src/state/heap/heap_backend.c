@@ -468,6 +468,20 @@ static inline void remember(sl_state *st, const pos *at)
     hs->cache.at.found = at->found;
 }
 
+/* Looks up the entry of the current key and st's namespace in the table, without the
+ * cache. */
+static inline __attribute__((always_inline)) void find(sl_state *st, pos *at)
+{
+    hstate *hs = st->impl;
+    const sl__keyed_backend *be = st->be;
+    const sl__key *k = &be->key;
+    uint64_t hash = sl__scope_hash(k->hash, st->ns_hash, st->ns_len);
+    sl__htab *tab = hs->kg[k->key_group - be->kg_start];
+    size_t slot = 0;
+    bool found = tab && sl__htab_find(tab, hash, k->bytes, k->len, st->ns, st->ns_len, &slot);
+    *at = (pos){.tab = tab, .slot = slot, .hash = hash, .found = found};
+}
+
 /* Finds the entry of the current key and st's namespace. */
 static inline __attribute__((always_inline)) void locate(sl_state *st, pos *at)
 {
@@ -478,12 +492,7 @@ static inline __attribute__((always_inline)) void locate(sl_state *st, pos *at)
         *at = hs->cache.at;
         return;
     }
-    const sl__key *k = &be->key;
-    uint64_t hash = sl__scope_hash(k->hash, st->ns_hash, st->ns_len);
-    sl__htab *tab = hs->kg[k->key_group - be->kg_start];
-    size_t slot = 0;
-    bool found = tab && sl__htab_find(tab, hash, k->bytes, k->len, st->ns, st->ns_len, &slot);
-    *at = (pos){.tab = tab, .slot = slot, .hash = hash, .found = found};
+    find(st, at);
     remember(st, at);
 }
 
@@ -582,13 +591,20 @@ static int h_value_put(sl_state *st, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* Looks up without the cache (a lookup finds what the cache would): its one caller,
+ * sl__value_add, makes the sum's first access of a record, after a new current key, which
+ * leaves the cache invalid, so checking it was wasted. A found entry is not remembered
+ * either (the sum is done with the key); a missing one is, for the get and update that
+ * insert it. */
 static int h_value_ref(sl_state *st, uint8_t **p, size_t *n)
 {
     reclaim_some((heap_backend *)st->be);
     pos at;
-    locate(st, &at);
-    if (!at.found)
+    find(st, &at);
+    if (!at.found) {
+        remember(st, &at);
         return 0;
+    }
     heap_backend *hb = (heap_backend *)st->be;
     uint8_t *e = entry_at(&at);
     *p = sl__ent_value(e, n);
