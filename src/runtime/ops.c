@@ -381,20 +381,13 @@ static bool better(sl__agg_kind k, const sl_value *candidate, const sl_value *cu
     return (k == SL_AGG_MIN || k == SL_AGG_MIN_BY) ? c < 0 : c > 0;
 }
 
-static int aggregate(sl_ctx *ctx, const sl_value *row)
+/* aggregate, except a sum's add in place: read the stored row, combine, update. */
+static __attribute__((noinline)) int aggregate_row(sl_ctx *ctx, const sl_value *row)
 {
     const sl__node *n = ctx->node;
     const sl__schema *s = n->schema;
     sl_value *cur = ctx->out_row;
     int f = n->agg_field;
-    if (n->agg == SL_AGG_SUM && row[f].type != SL_NULL) {
-        /* the usual case, a sum over a key seen before: add in place, no row round trip */
-        int added = sl__value_add(ctx->agg_state, f, &row[f], cur);
-        if (added < 0 || (added && is_batch(ctx)))
-            return added < 0 ? added : 0;
-        if (added)
-            return emit_checked(ctx, cur);
-    }
     int found = sl_value_get(ctx->agg_state, cur);
     if (found < 0)
         return found;
@@ -438,6 +431,24 @@ static int aggregate(sl_ctx *ctx, const sl_value *row)
     if (s->fixed_size && found && changed && n->agg != SL_AGG_MIN_BY && n->agg != SL_AGG_MAX_BY)
         return emit_checked(ctx, cur);
     return emit_state(ctx);
+}
+
+/* Aggregates row into the key's stored row and emits the result (STREAMING). The usual
+ * case, a sum over a key seen before, adds in place, without a row round trip; inline in
+ * process, and the rest (aggregate_row) out of line, so that it costs no call. */
+static inline int aggregate(sl_ctx *ctx, const sl_value *row)
+{
+    const sl__node *n = ctx->node;
+    int f = n->agg_field;
+    if (n->agg == SL_AGG_SUM && row[f].type != SL_NULL) {
+        sl_value *cur = ctx->out_row;
+        int added = sl__value_add(ctx->agg_state, f, &row[f], cur);
+        if (added < 0 || (added && is_batch(ctx)))
+            return added < 0 ? added : 0;
+        if (added)
+            return emit_checked(ctx, cur);
+    }
+    return aggregate_row(ctx, row);
 }
 
 static int reduce(sl_ctx *ctx, const sl_value *row)
