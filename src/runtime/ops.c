@@ -4,10 +4,12 @@
  * that partition and serialize rows into channels.
  *
  * Hot path per record: deserialize (sl__op_process_buffer), compute the key when keyed (the
- * serialized key row; its hash comes with the record from the producer, which hashed it to
- * pick the channel), set the backend's current key, call the user function, emit: a
- * chained operator is a direct call, a network output serializes into the channel's
- * current buffer. No allocation and no lock per record.
+ * serialized key row, borrowed from the record's bytes when it is their prefix; its hash
+ * comes with the record from the producer, which hashed it to pick the channel), set the
+ * backend's current key, call the user function, emit: a chained operator is a direct call
+ * (inline for the loops over a buffer, the aggregations' usual case and unkeyed sinks), a
+ * network output serializes into the channel's current buffer. No allocation and no lock
+ * per record; state prefetches are issued per run of records.
  */
 #include "core/alloc.h"
 #include "core/failpoint.h"
