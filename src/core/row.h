@@ -167,10 +167,13 @@ static inline size_t sl__key_row_str(uint8_t *dst, const char *s, size_t n)
         memcpy(&lo, b, 4);
         memcpy(&hi, b + n - 4, 4);
         v = lo | (uint64_t)hi << (8 * (n - 4));
+    } else if (n) {
+        /* 1 to 3 bytes: the first, middle and last (some the same byte, at the same place),
+         * without a loop whose count, a word's length, the branch predictor cannot know */
+        v = (uint64_t)b[0] | (uint64_t)b[n / 2] << (8 * (n / 2)) |
+            (uint64_t)b[n - 1] << (8 * (n - 1));
     } else {
         v = 0;
-        for (size_t i = 0; i < n; i++)
-            v |= (uint64_t)b[i] << (8 * i);
     }
     uint64_t front = (uint64_t)n << 8 | v << 16;
     memcpy(dst, &front, 8);

@@ -97,10 +97,34 @@ static bool wait_space(sl__channel *c, bool want_buf)
         if (cancelled(g))
             return false;
         c->producer_waiting = true;
+        c->producer_wants_buf = want_buf;
         pthread_cond_wait(&c->space, &g->mu);
         c->producer_waiting = false;
     }
     return !cancelled(g);
+}
+
+/* With g->mu held, on the consumer's side: wakes c's producer if it waits and what it waits
+ * for is there. A producer waiting for a free buffer is woken only once half the channel's
+ * buffers are free, unless no more will come back without it (nothing queued, or an event
+ * next, after which the channel may block for barrier alignment), or eager is set (the
+ * consumer just took an event). Each wakeup costs both threads a context switch and the
+ * kernel a futex call; waking for every returned buffer had the producer refill one buffer
+ * per wakeup whenever the consumer was the slower side. The producer waits only when no
+ * buffer is free, and the buffers it waits for are queued or being processed, so each
+ * comes back (sl__gate_release) and the last one wakes it. */
+static void wake_producer(sl__channel *c, bool eager)
+{
+    if (!c->producer_waiting || c->qlen == c->qcap)
+        return;
+    if (c->producer_wants_buf) {
+        if (c->nfree == 0)
+            return;
+        bool more_coming = !eager && c->qlen > 0 && c->queue[c->qhead].kind == SL_EV_DATA;
+        if (more_coming && c->nfree < (c->nbufs + 1) / 2)
+            return;
+    }
+    pthread_cond_signal(&c->space);
 }
 
 /* With g->mu held: appends an entry and wakes the consumer. */
@@ -191,8 +215,7 @@ sl__channel *sl__gate_next(sl__gate *g, sl__entry *out, void (*idle)(void *), vo
             *out = c->queue[c->qhead];
             c->qhead = (c->qhead + 1) % c->qcap;
             c->qlen--;
-            if (c->producer_waiting)
-                pthread_cond_signal(&c->space);
+            wake_producer(c, out->kind != SL_EV_DATA);
             g->rr = (i + 1) % g->nchans;
             pthread_mutex_unlock(&g->mu);
             return c;
@@ -222,8 +245,7 @@ void sl__gate_release(sl__gate *g, sl__channel *c, sl__buffer *b)
     pthread_mutex_lock(&g->mu);
     SL_ASSERT(c->nfree < c->nbufs);
     c->free_bufs[c->nfree++] = b;
-    if (c->producer_waiting)
-        pthread_cond_signal(&c->space);
+    wake_producer(c, false);
     pthread_mutex_unlock(&g->mu);
 }
 

@@ -56,7 +56,8 @@ typedef struct sl__channel {
     sl__buffer **free_bufs;
     int nfree, nbufs;
     bool producer_waiting;
-    pthread_cond_t space; /* producer waits here for a free buffer or queue slot */
+    bool producer_wants_buf; /* while producer_waiting: it waits for a free buffer too */
+    pthread_cond_t space;    /* producer waits here for a free buffer or queue slot */
 
     /* Consumer thread only: held back during barrier alignment (exactly-once). */
     bool blocked;

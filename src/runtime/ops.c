@@ -4,10 +4,12 @@
  * that partition and serialize rows into channels.
  *
  * Hot path per record: deserialize (sl__op_process_buffer), compute the key when keyed (the
- * serialized key row; its hash comes with the record from the producer, which hashed it to
- * pick the channel), set the backend's current key, call the user function, emit: a
- * chained operator is a direct call, a network output serializes into the channel's
- * current buffer. No allocation and no lock per record.
+ * serialized key row, borrowed from the record's bytes when it is their prefix; its hash
+ * comes with the record from the producer, which hashed it to pick the channel), set the
+ * backend's current key, call the user function, emit: a chained operator is a direct call
+ * (inline for the loops over a buffer, the aggregations' usual case and unkeyed sinks), a
+ * network output serializes into the channel's current buffer. No allocation and no lock
+ * per record; state prefetches are issued per run of records.
  */
 #include "core/alloc.h"
 #include "core/failpoint.h"
@@ -144,9 +146,36 @@ static inline int keyer_make(sl__keyer *k, sl_ctx *key_ctx, const sl_value *row,
  * carry bare rows back to back.
  */
 
-static int write_keyed(sl__writer *w, sl__channel *ch, const sl_value *row, size_t n, uint64_t hash,
-                       sl__task *t)
+/* The serialized size of row when it begins with its key row, kn bytes in w->keyer.buf
+ * (keyer_row), or 0 when it does not. It does when the key is field 0 of a schema of at
+ * most 8 fields (one bitmap byte) and no field is null (that byte 0): the row is then the
+ * key row, the bitmap byte 0 and field 0's bytes, followed by the other fields' bytes.
+ * The receiver borrows the key from the record on the same condition (frame_key). */
+static inline size_t keyed_row_size(const sl__writer *w, const sl_value *row, size_t kn)
 {
+    const sl__schema *s = w->schema;
+    if (w->keyer.field != 0 || s->n > 8)
+        return 0;
+    size_t n = kn;
+    for (int i = 1; i < s->n; i++) {
+        if (row[i].type == SL_NULL)
+            return 0;
+        n += sl__value_size(&row[i]);
+    }
+    return n;
+}
+
+/* Writes a record of a keyed channel: its key row, kn bytes in w->keyer.buf, hashes to
+ * hash. A row that begins with its key row is written as a copy of the key row and the
+ * other fields (keyed_row_size), without encoding field 0 again. */
+static int write_keyed(sl__writer *w, sl__channel *ch, const sl_value *row, uint64_t hash,
+                       size_t kn, sl__task *t)
+{
+    const sl__schema *s = w->schema;
+    size_t n = keyed_row_size(w, row, kn);
+    bool after_key = n != 0;
+    if (!after_key)
+        n = sl__row_size(s, row);
     size_t head = 8 + sl__varint_size(n);
     sl__buffer *b = sl__channel_reserve(ch, head + n);
     if (!b)
@@ -154,7 +183,14 @@ static int write_keyed(sl__writer *w, sl__channel *ch, const sl_value *row, size
     uint8_t *p = b->data + b->len;
     memcpy(p, &hash, 8); /* little-endian hosts only, as rows */
     p = sl__varint_write(p + 8, n);
-    sl__row_write(w->schema, row, p);
+    if (after_key) {
+        sl__copy_bytes(p, w->keyer.buf, kn);
+        p += kn;
+        for (int i = 1; i < s->n; i++)
+            p = sl__value_write(&row[i], p);
+    } else {
+        sl__row_write(s, row, p);
+    }
     b->len += head + n;
     t->dirty = true;
     return 0;
@@ -171,20 +207,20 @@ static int write_to(sl__writer *w, sl__channel *ch, const sl_value *row, size_t 
     return 0;
 }
 
-/* The hash of row's key, for a HASH writer to pick the channel: the hash of the key row
- * keyer_make would make, without filling an sl__key. Returns 0 or a negative code (the
- * operator has failed). */
-static inline int writer_key_hash(sl__writer *w, sl_ctx *from, const sl_value *row, uint64_t *hash)
-{
-    int64_t n = keyer_row(&w->keyer, w->key_ctx ? w->key_ctx : from, row);
-    if (n < 0)
-        return (int)n;
-    *hash = sl__hash(w->keyer.buf, (size_t)n);
-    return 0;
-}
-
 static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
 {
+    if (w->part == SL_PART_HASH) {
+        /* the key row (as keyer_make would make it) and its hash, which picks the channel */
+        int64_t kn = keyer_row(&w->keyer, w->key_ctx ? w->key_ctx : from, row);
+        if (kn < 0)
+            return (int)kn;
+        uint64_t hash = sl__hash(w->keyer.buf, (size_t)kn);
+        int target = 0;
+        if (w->nchans > 1)
+            target = sl__key_group_owner(sl__key_group(hash, w->max_parallelism), w->nchans,
+                                         w->max_parallelism);
+        return write_keyed(w, w->chans[target], row, hash, (size_t)kn, from->task);
+    }
     size_t n = sl__row_size(w->schema, row);
     switch (w->part) {
     case SL_PART_FORWARD:
@@ -195,17 +231,8 @@ static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
             w->rr = 0;
         return write_to(w, ch, row, n, from->task);
     }
-    case SL_PART_HASH: {
-        uint64_t hash = 0; /* set when rc is 0 */
-        int rc = writer_key_hash(w, from, row, &hash);
-        if (rc < 0)
-            return rc;
-        int target = 0;
-        if (w->nchans > 1)
-            target = sl__key_group_owner(sl__key_group(hash, w->max_parallelism), w->nchans,
-                                         w->max_parallelism);
-        return write_keyed(w, w->chans[target], row, n, hash, from->task);
-    }
+    case SL_PART_HASH: /* above */
+        break;
     case SL_PART_BROADCAST:
         for (int i = 0; i < w->nchans; i++) {
             int rc = write_to(w, w->chans[i], row, n, from->task);
@@ -219,12 +246,33 @@ static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
 
 /* ---- emitting ---------------------------------------------------------------------- */
 
-/* Passes a row whose types are known to match the operator's schema to every output. */
-static int emit_checked(sl_ctx *ctx, const sl_value *row)
+/* A sink's part of process: calls its invoke function with row and ends the call into user
+ * code. A chained sink that is not keyed (no current key to set) is called here straight
+ * from emit_checked; process's prologue and dispatch cost more than most sinks. */
+static inline int sink_invoke(sl_ctx *ctx, const sl_value *row)
+{
+    int rc = ctx->node->fn.sink.invoke(ctx, row);
+    if (rc < 0)
+        rc = sl__op_failed(ctx, "invoke", rc);
+    sl__state_end_call(ctx->kb, ctx->os);
+    return rc;
+}
+
+/* Passes a row whose types are known to match the operator's schema to every output.
+ * Inline in its callers (sl_emit, the aggregations, ...): each row an operator emits passes
+ * here, and as a function its prologue and epilogue cost more than the loop over the
+ * usual one output. */
+static inline __attribute__((always_inline)) int emit_checked(sl_ctx *ctx, const sl_value *row)
 {
     for (int i = 0; i < ctx->nouts; i++) {
         const sl__output *o = &ctx->outs[i];
-        int rc = o->next ? sl__op_process(o->next, o->input, row) : writer_write(o->w, ctx, row);
+        int rc;
+        if (!o->next)
+            rc = writer_write(o->w, ctx, row);
+        else if (o->next->node->kind == SL_NODE_SINK && !o->next->kb)
+            rc = sink_invoke(o->next, row); /* what process would do, without its dispatch */
+        else
+            rc = sl__op_process(o->next, o->input, row);
         if (rc < 0)
             return rc;
     }
@@ -340,20 +388,13 @@ static bool better(sl__agg_kind k, const sl_value *candidate, const sl_value *cu
     return (k == SL_AGG_MIN || k == SL_AGG_MIN_BY) ? c < 0 : c > 0;
 }
 
-static int aggregate(sl_ctx *ctx, const sl_value *row)
+/* aggregate, except a sum's add in place: read the stored row, combine, update. */
+static __attribute__((noinline)) int aggregate_row(sl_ctx *ctx, const sl_value *row)
 {
     const sl__node *n = ctx->node;
     const sl__schema *s = n->schema;
     sl_value *cur = ctx->out_row;
     int f = n->agg_field;
-    if (n->agg == SL_AGG_SUM && row[f].type != SL_NULL) {
-        /* the usual case, a sum over a key seen before: add in place, no row round trip */
-        int added = sl__value_add(ctx->agg_state, f, &row[f], cur);
-        if (added < 0 || (added && is_batch(ctx)))
-            return added < 0 ? added : 0;
-        if (added)
-            return emit_checked(ctx, cur);
-    }
     int found = sl_value_get(ctx->agg_state, cur);
     if (found < 0)
         return found;
@@ -399,6 +440,24 @@ static int aggregate(sl_ctx *ctx, const sl_value *row)
     return emit_state(ctx);
 }
 
+/* Aggregates row into the key's stored row and emits the result (STREAMING). The usual
+ * case, a sum over a key seen before, adds in place, without a row round trip; inline in
+ * process, and the rest (aggregate_row) out of line, so that it costs no call. */
+static inline int aggregate(sl_ctx *ctx, const sl_value *row)
+{
+    const sl__node *n = ctx->node;
+    int f = n->agg_field;
+    if (n->agg == SL_AGG_SUM && row[f].type != SL_NULL) {
+        sl_value *cur = ctx->out_row;
+        int added = sl__value_add(ctx->agg_state, f, &row[f], cur);
+        if (added < 0 || (added && is_batch(ctx)))
+            return added < 0 ? added : 0;
+        if (added)
+            return emit_checked(ctx, cur);
+    }
+    return aggregate_row(ctx, row);
+}
+
 static int reduce(sl_ctx *ctx, const sl_value *row)
 {
     const sl__node *n = ctx->node;
@@ -428,18 +487,25 @@ static int reduce(sl_ctx *ctx, const sl_value *row)
     return emit_state(ctx);
 }
 
-/* sl__op_process; key_hash, when not NULL, is the hash of row's key (from a keyed frame). */
-static int process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *key_hash)
+/* sl__op_process; key_hash, when not NULL, is the hash of row's key (from a keyed frame);
+ * key, when not NULL, is row's whole key, made by the caller (frame_key). Inline in the
+ * loops over a buffer's records, so that a record costs no call and what the loop knows
+ * (the operator, its input, whether a key is given) is not tested again per record. */
+static inline __attribute__((always_inline)) int
+process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *key_hash, const sl__key *key)
 {
     const sl__node *n = ctx->node;
     int rc;
     if (ctx->kb && input == 0) {
-        sl__key key = {0}; /* set when rc is 0 */
-        rc = keyer_make(&ctx->keyer, ctx->key_ctx ? ctx->key_ctx : ctx, row, key_hash, &key,
-                        ctx->task->job->g->max_parallelism);
-        if (rc < 0)
-            return rc;
-        sl__keyed_backend_set_key_parts(ctx->kb, key.bytes, key.len, key.hash, key.key_group);
+        sl__key made = {0}; /* set when rc is 0 */
+        if (!key) {
+            rc = keyer_make(&ctx->keyer, ctx->key_ctx ? ctx->key_ctx : ctx, row, key_hash, &made,
+                            ctx->task->job->g->max_parallelism);
+            if (rc < 0)
+                return rc;
+            key = &made;
+        }
+        sl__keyed_backend_set_key_parts(ctx->kb, key->bytes, key->len, key->hash, key->key_group);
     }
     switch (n->kind) {
     case SL_NODE_MAP: {
@@ -491,10 +557,7 @@ static int process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *
             rc = sl__op_failed(ctx, input == 0 ? "process_element" : "process_broadcast", rc);
         break;
     case SL_NODE_SINK:
-        rc = n->fn.sink.invoke(ctx, row);
-        if (rc < 0)
-            rc = sl__op_failed(ctx, "invoke", rc);
-        break;
+        return sink_invoke(ctx, row); /* ends the call itself */
     default:
         rc = SL_EINVAL;
         break;
@@ -505,7 +568,7 @@ static int process(sl_ctx *ctx, int input, const sl_value *row, const uint64_t *
 
 int sl__op_process(sl_ctx *ctx, int input, const sl_value *row)
 {
-    return process(ctx, input, row, NULL);
+    return process(ctx, input, row, NULL, NULL);
 }
 
 /* Reads the frame at p (keyed channels, above): the key hash, and the row's bounds. NULL
@@ -524,13 +587,13 @@ static const uint8_t *read_frame(const uint8_t *p, const uint8_t *end, uint64_t 
     return p;
 }
 
-/* Distances, in records, at which sl__op_process_buffer prefetches the state of the
- * records ahead: the table slot first, then (once the slot has arrived) the entry. */
-enum { AHEAD_SLOT = 16, AHEAD_ENTRY = 8 };
+/* A keyed buffer's records are processed in runs of RUN, its frames read two runs ahead
+ * of the run processed into a ring of RING (process_keyed_records). RING is a multiple of
+ * RUN, so that a run's hashes lie together in the ring. */
+enum { RUN = 8, RING = 4 * RUN };
 
-/* A keyed frame read ahead of processing: its key hash and its row's bounds. */
+/* A keyed frame's row's bounds; its key hash is kept apart (process_keyed_records). */
 typedef struct frame {
-    uint64_t hash;
     const uint8_t *row, *row_end;
 } frame;
 
@@ -542,57 +605,133 @@ static int malformed(sl__task *t, const sl_ctx *head)
     return SL_EFORMAT;
 }
 
-/* The records of a keyed channel's buffer. Each frame is read once, AHEAD_SLOT records
- * before it is processed, into a ring of AHEAD_SLOT frames: reading it prefetches its state
- * table slot, and AHEAD_ENTRY records before it is processed its hash, from the ring,
- * prefetches its entry, both in one call per record (sl__keyed_backend_prefetch). A keyed
- * head's lookups in a large table otherwise wait for two cache misses (slot, entry) per
- * record. Records before a malformed frame are processed, then the buffer fails. */
-static int process_keyed_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b)
+/* Whether the keys of records of schema s can be borrowed from their frames (frame_key):
+ * the key is field 0 of a record of at most 8 fields, whose null bitmap is one byte. */
+static bool frame_keys(const sl__keyer *k, const sl__schema *s)
+{
+    return k->field == 0 && s->n <= 8;
+}
+
+/* The key row of a keyed frame's record, row read from bytes, borrowed from the frame when
+ * it is a prefix of the record (frame_keys holds for the schema): the record has no nulls
+ * (bitmap byte 0), and its field 0 is a string, bytes or 8-byte number. Its key row
+ * (keyer_row) is then the bitmap byte 0 and the field's bytes, the record's first bytes; a
+ * string's only when its length varint has its shortest form, which the check of where the
+ * string's bytes lie ensures. Sets *key and returns true, or returns false when the key
+ * must be built. Building it cost a copy of the key per record and, compared right after
+ * in the state lookup, loads of bytes still being stored. */
+static inline bool frame_key(const uint8_t *bytes, const sl_value *row, uint64_t hash,
+                             int max_parallelism, sl__key *key)
+{
+    if (bytes[0] != 0)
+        return false;
+    const sl_value *v = &row[0];
+    size_t n;
+    if (v->type == SL_STR || v->type == SL_BYTES) {
+        n = 1 + sl__varint_size(v->u.s.len) + v->u.s.len;
+        if ((const uint8_t *)v->u.s.ptr + v->u.s.len != bytes + n)
+            return false;
+    } else if (v->type == SL_I64 || v->type == SL_F64) {
+        n = 9;
+    } else {
+        return false;
+    }
+    *key = (sl__key){
+        .bytes = bytes, .len = n, .hash = hash, .key_group = sl__key_group(hash, max_parallelism)};
+    return true;
+}
+
+/* After a buffer whose records' keys were borrowed from it (frame_key): the backend's
+ * current key, which outlives the buffer (the buffer goes back to its producer), copied to
+ * the keyer's own memory. */
+static void keep_key(sl_ctx *head)
+{
+    const sl__key *cur = sl__keyed_backend_current_key(head->kb);
+    if (!cur)
+        return;
+    sl__key k = *cur;
+    keyer_reserve(&head->keyer, k.len);
+    memcpy(head->keyer.buf, k.bytes, k.len);
+    sl__keyed_backend_set_key_parts(head->kb, head->keyer.buf, k.len, k.hash, k.key_group);
+}
+
+/* The records of a keyed channel's buffer, in runs of RUN records. Each frame is read
+ * once, two runs before its run is processed, and when a run is read its keys' state table
+ * slots are prefetched; before a run is processed the entries of the next run are (their
+ * slots have arrived by then), both stages in one call per run
+ * (sl__keyed_backend_prefetch), so a record's slot is asked for 16 to 24 records and its
+ * entry 8 to 16 records before its lookup. A keyed head's lookups in a large table
+ * otherwise wait for two cache misses (slot, entry) per record; a call per record and
+ * stage cost more than the prefetches. Records before a malformed frame are processed,
+ * then the buffer fails. */
+static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__buffer *b,
+                                 bool *borrowed /* the key last set is in b */)
 {
     int input = c->input;
     const sl__schema *s = t->in_schema[input];
     sl_value *row = t->in_row[input];
     sl_ctx *head = t->ops[0];
     sl__keyed_backend *kb = input == 0 ? head->kb : NULL;
+    int max_parallelism = t->job->g->max_parallelism;
+    bool borrow = kb && frame_keys(&head->keyer, s);
     const uint8_t *scan = b->data, *end = b->data + b->len; /* the next frame to read */
-    frame ring[AHEAD_SLOT];
-    size_t nread = 0; /* frames read into the ring so far */
-    bool bad = false; /* scan stopped at a malformed frame */
-    for (size_t i = 0;; i++) {
-        const uint64_t *slot = NULL; /* the last frame read, its slot not yet prefetched */
-        while (!bad && scan < end && nread < i + AHEAD_SLOT) {
-            frame *f = &ring[nread % AHEAD_SLOT];
-            f->row = read_frame(scan, end, &f->hash, &f->row_end);
+    frame ring[RING];
+    uint64_t hashes[RING]; /* the frames' key hashes, in the same places */
+    size_t nread = 0;      /* frames read into the ring so far */
+    bool bad = false;      /* scan stopped at a malformed frame */
+    for (size_t first = 0;; first += RUN) {
+        /* read to the end of the run after next (at the start, three runs); a stretch read
+         * starts at a run boundary, so it lies together in the ring */
+        size_t from = nread;
+        while (!bad && scan < end && nread < first + 3 * RUN) {
+            frame *f = &ring[nread % RING];
+            f->row = read_frame(scan, end, &hashes[nread % RING], &f->row_end);
             if (!f->row) {
                 bad = true;
                 break;
             }
             scan = f->row_end;
-            if (kb && slot) /* more than one frame read now (at the start) */
-                sl__keyed_backend_prefetch(kb, slot, NULL);
-            slot = &f->hash;
-            if (kb && nread < AHEAD_ENTRY) { /* the first records' entries, as their slots */
-                sl__keyed_backend_prefetch(kb, slot, slot);
-                slot = NULL;
-            }
             nread++;
         }
-        if (i == nread)
+        if (first >= nread)
             return bad ? malformed(t, head) : 0;
-        const uint64_t *entry =
-            i + AHEAD_ENTRY < nread ? &ring[(i + AHEAD_ENTRY) % AHEAD_SLOT].hash : NULL;
-        if (kb && (slot || entry))
-            sl__keyed_backend_prefetch(kb, slot, entry);
-        const frame *f = &ring[i % AHEAD_SLOT];
-        if (sl__row_read(s, f->row, f->row_end, row) != f->row_end)
-            return malformed(t, head);
-        if (sl__failpoint("task.record"))
-            return sl_fail(head, "failpoint task.record fired");
-        int rc = process(head, input, row, &f->hash);
-        if (rc < 0)
-            return rc;
+        /* the entries of the next run; at the start, of this run too (their slots not yet
+         * arrived: the prefetch waits for them, as the lookups would) */
+        size_t efrom = first ? first + RUN : 0;
+        size_t eto = first + 2 * RUN < nread ? first + 2 * RUN : nread;
+        if (kb)
+            sl__keyed_backend_prefetch(kb, &hashes[from % RING], nread - from,
+                                       &hashes[efrom % RING], eto > efrom ? eto - efrom : 0);
+        size_t last = first + RUN < nread ? first + RUN : nread;
+        for (size_t i = first; i < last; i++) {
+            const frame *f = &ring[i % RING];
+            const uint64_t *hash = &hashes[i % RING];
+            if (sl__row_read(s, f->row, f->row_end, row) != f->row_end)
+                return malformed(t, head);
+            if (sl__failpoint("task.record"))
+                return sl_fail(head, "failpoint task.record fired");
+            sl__key key;
+            const sl__key *kp = NULL;
+            if (borrow) {
+                if (frame_key(f->row, row, *hash, max_parallelism, &key))
+                    kp = &key;
+                *borrowed = kp != NULL;
+            }
+            int rc = process(head, input, row, hash, kp);
+            if (rc < 0)
+                return rc;
+        }
     }
+}
+
+/* process_keyed_records, then keep_key when the last record's key was borrowed from b. */
+static int process_keyed_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b)
+{
+    bool borrowed = false;
+    int rc = process_keyed_records(t, c, b, &borrowed);
+    if (borrowed)
+        keep_key(t->ops[0]);
+    return rc;
 }
 
 /* A record for an operator restored as finished: its keyed state was not kept and it was
@@ -625,7 +764,7 @@ int sl__op_process_buffer(sl__task *t, const sl__channel *c, const sl__buffer *b
             return malformed(t, head);
         if (sl__failpoint("task.record"))
             return sl_fail(head, "failpoint task.record fired");
-        int rc = process(head, input, row, NULL);
+        int rc = process(head, input, row, NULL, NULL);
         if (rc < 0)
             return rc;
     }

@@ -528,11 +528,11 @@ void sl__keyed_backend_set_key_parts(sl__keyed_backend *be, const uint8_t *bytes
         be->ops->release_views(be);
 }
 
-void sl__keyed_backend_prefetch(sl__keyed_backend *be, const uint64_t *slot_hash,
-                                const uint64_t *entry_hash)
+void sl__keyed_backend_prefetch(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
+                                const uint64_t *entry_hashes, size_t nentry)
 {
     if (be->ops->prefetch)
-        be->ops->prefetch(be, slot_hash, entry_hash);
+        be->ops->prefetch(be, slot_hashes, nslot, entry_hashes, nentry);
 }
 
 const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be)

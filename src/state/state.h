@@ -87,13 +87,14 @@ void sl__keyed_backend_set_key_parts(sl__keyed_backend *be, const uint8_t *bytes
 const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be);
 /* A hint that keys (given by their hashes, sl__key.hash) are coming soon: starts loading
  * the memory their lookups in the registered states will read, so that it is in cache by
- * then. slot_hash, when not NULL, is a key some records ahead: the table slot its lookup
- * starts at is fetched. entry_hash, when not NULL, is a nearer key whose slot was fetched
- * before (and has arrived by now): the entry that slot points to is fetched. Both in one
- * call, as a keyed input issues one of each per record. Changes nothing; a hash outside the
- * backend's key groups and a backend without the hint are ignored. */
-void sl__keyed_backend_prefetch(sl__keyed_backend *be, const uint64_t *slot_hash,
-                                const uint64_t *entry_hash);
+ * then. slot_hashes[0, nslot) are keys some records ahead: the table slots their lookups
+ * start at are fetched. entry_hashes[0, nentry) are nearer keys whose slots were fetched
+ * before (and have arrived by now): the entries those slots point to are fetched. Both
+ * stages in one call, as a keyed input issues them once per run of records. Changes
+ * nothing; a hash outside the backend's key groups and a backend without the hint are
+ * ignored. */
+void sl__keyed_backend_prefetch(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
+                                const uint64_t *entry_hashes, size_t nentry);
 
 /* Registers a keyed state (see sl_keyed_state in sluice.h). ctx is passed to reduce and
  * aggregate callbacks and used for sl_fail() messages. Returns NULL after sl_fail(). */

@@ -422,7 +422,11 @@ static inline __attribute__((always_inline)) bool sl__htab_find(const sl__htab *
 /* Prefetches for a coming sl__htab_find of hash: sl__htab_prefetch_slot the slot its probe
  * starts at, then sl__htab_prefetch_entry the entry of the first slot from there whose tag
  * matches, looking along the probe run for at most SL__HTAB_PREFETCH_PROBE slots (this
- * reads the slots, so prefetch the slot well before). Change nothing. Inline: they run for
+ * reads the slots, so prefetch the slot well before). The entry's first two cache lines:
+ * entries are packed in slab pages at 8-byte alignment, so most of those over a few dozen
+ * bytes (a word count's: key, then a value row holding the word again and its count)
+ * cross a line, and the lookup compares the key and then reads the value at the end of
+ * the entry. Change nothing. Inline: they run for
  * every record of a keyed input. */
 static inline void sl__htab_prefetch_slot(const sl__htab *t, uint64_t hash64)
 {
@@ -443,6 +447,7 @@ static inline void sl__htab_prefetch_entry(const sl__htab *t, uint64_t hash64)
             return;
         if ((s & ~SL__SLOT_ADDR) == tag) {
             SL__PREFETCH(sl__slot_ent(s));
+            SL__PREFETCH(sl__slot_ent(s) + 63);
             return;
         }
     }
@@ -661,7 +666,8 @@ typedef struct sl__backend_ops {
     void (*release_views)(sl__keyed_backend *be);
     /* Optional: sl__keyed_backend_prefetch (which passes on every call: the backend checks
      * the key groups against its range). */
-    void (*prefetch)(sl__keyed_backend *be, const uint64_t *slot_hash, const uint64_t *entry_hash);
+    void (*prefetch)(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
+                     const uint64_t *entry_hashes, size_t nentry);
 } sl__backend_ops;
 
 /* Every backend's snapshot starts with this; kg_start/kg_end are the backend's range (the

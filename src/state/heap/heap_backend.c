@@ -468,6 +468,20 @@ static inline void remember(sl_state *st, const pos *at)
     hs->cache.at.found = at->found;
 }
 
+/* Looks up the entry of the current key and st's namespace in the table, without the
+ * cache. */
+static inline __attribute__((always_inline)) void find(sl_state *st, pos *at)
+{
+    hstate *hs = st->impl;
+    const sl__keyed_backend *be = st->be;
+    const sl__key *k = &be->key;
+    uint64_t hash = sl__scope_hash(k->hash, st->ns_hash, st->ns_len);
+    sl__htab *tab = hs->kg[k->key_group - be->kg_start];
+    size_t slot = 0;
+    bool found = tab && sl__htab_find(tab, hash, k->bytes, k->len, st->ns, st->ns_len, &slot);
+    *at = (pos){.tab = tab, .slot = slot, .hash = hash, .found = found};
+}
+
 /* Finds the entry of the current key and st's namespace. */
 static inline __attribute__((always_inline)) void locate(sl_state *st, pos *at)
 {
@@ -478,12 +492,7 @@ static inline __attribute__((always_inline)) void locate(sl_state *st, pos *at)
         *at = hs->cache.at;
         return;
     }
-    const sl__key *k = &be->key;
-    uint64_t hash = sl__scope_hash(k->hash, st->ns_hash, st->ns_len);
-    sl__htab *tab = hs->kg[k->key_group - be->kg_start];
-    size_t slot = 0;
-    bool found = tab && sl__htab_find(tab, hash, k->bytes, k->len, st->ns, st->ns_len, &slot);
-    *at = (pos){.tab = tab, .slot = slot, .hash = hash, .found = found};
+    find(st, at);
     remember(st, at);
 }
 
@@ -582,13 +591,20 @@ static int h_value_put(sl_state *st, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* Looks up without the cache (a lookup finds what the cache would): its one caller,
+ * sl__value_add, makes the sum's first access of a record, after a new current key, which
+ * leaves the cache invalid, so checking it was wasted. A found entry is not remembered
+ * either (the sum is done with the key); a missing one is, for the get and update that
+ * insert it. */
 static int h_value_ref(sl_state *st, uint8_t **p, size_t *n)
 {
     reclaim_some((heap_backend *)st->be);
     pos at;
-    locate(st, &at);
-    if (!at.found)
+    find(st, &at);
+    if (!at.found) {
+        remember(st, &at);
         return 0;
+    }
     heap_backend *hb = (heap_backend *)st->be;
     uint8_t *e = entry_at(&at);
     *p = sl__ent_value(e, n);
@@ -863,42 +879,42 @@ static int h_for_each_key(sl__keyed_backend *be, sl_state *st,
     return 0;
 }
 
-/* The index of the key group of hash in the backend's range, or nkg(hb) when it is
- * outside. */
-static inline size_t kg_index(const heap_backend *hb, uint64_t hash)
+/* The table in kg (a state's tables by key group index, n of them, the first for key
+ * group start) of hash's key group under max parallelism m, or NULL when that key group is
+ * outside the backend's range or has no table yet. */
+static inline const sl__htab *kg_table(sl__htab *const *kg, size_t n, int start, int m,
+                                       uint64_t hash)
 {
-    size_t idx = (size_t)(sl__key_group(hash, hb->base.max_parallelism) - hb->base.kg_start);
-    return idx < nkg(hb) ? idx : nkg(hb);
-}
-
-/* Prefetches, in the tables kg of the state whose handle is h, the slot of slot_hash's
- * key (at key group index si) and the entry of entry_hash's (at ei); an index of n (none)
- * skips its stage. */
-static inline void prefetch_state(sl__htab *const *kg, const sl_state *h, size_t n,
-                                  const uint64_t *slot_hash, size_t si, const uint64_t *entry_hash,
-                                  size_t ei)
-{
-    if (si < n && kg[si])
-        sl__htab_prefetch_slot(kg[si], sl__scope_hash(*slot_hash, h->ns_hash, h->ns_len));
-    if (ei < n && kg[ei])
-        sl__htab_prefetch_entry(kg[ei], sl__scope_hash(*entry_hash, h->ns_hash, h->ns_len));
+    size_t idx = (size_t)(sl__key_group(hash, m) - start);
+    return idx < n ? kg[idx] : NULL;
 }
 
 /* The backend's part of sl__keyed_backend_prefetch, in the first registered states' tables
- * (hb->pf). The usual keyed operator has one state, in the empty namespace: then each
- * stage is the key group, a table pointer and one prefetch, without a loop. */
-static void h_prefetch(sl__keyed_backend *be, const uint64_t *slot_hash, const uint64_t *entry_hash)
+ * (hb->pf): for each state, the slots of slot_hashes' keys, then the entries of
+ * entry_hashes' (whose slots were asked for earlier). A run of keys per call, so that the
+ * loop, not a call, is what each key costs; what the loops read of the backend and the
+ * state is read once, before them. */
+static void h_prefetch(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
+                       const uint64_t *entry_hashes, size_t nentry)
 {
     heap_backend *hb = (heap_backend *)be;
     size_t n = nkg(hb);
-    size_t si = slot_hash ? kg_index(hb, *slot_hash) : n;
-    size_t ei = entry_hash ? kg_index(hb, *entry_hash) : n;
-    if (__builtin_expect(hb->npf == 1, 1)) {
-        prefetch_state(hb->pf[0].kg, hb->pf[0].handle, n, slot_hash, si, entry_hash, ei);
-        return;
+    int start = hb->base.kg_start, m = hb->base.max_parallelism;
+    for (size_t i = 0; i < hb->npf; i++) {
+        sl__htab *const *kg = hb->pf[i].kg;
+        uint64_t ns_hash = hb->pf[i].handle->ns_hash;
+        size_t ns_len = hb->pf[i].handle->ns_len;
+        for (size_t j = 0; j < nslot; j++) {
+            const sl__htab *t = kg_table(kg, n, start, m, slot_hashes[j]);
+            if (t)
+                sl__htab_prefetch_slot(t, sl__scope_hash(slot_hashes[j], ns_hash, ns_len));
+        }
+        for (size_t j = 0; j < nentry; j++) {
+            const sl__htab *t = kg_table(kg, n, start, m, entry_hashes[j]);
+            if (t)
+                sl__htab_prefetch_entry(t, sl__scope_hash(entry_hashes[j], ns_hash, ns_len));
+        }
     }
-    for (size_t i = 0; i < hb->npf; i++)
-        prefetch_state(hb->pf[i].kg, hb->pf[i].handle, n, slot_hash, si, entry_hash, ei);
 }
 
 static size_t h_size(const sl__keyed_backend *be)
