@@ -416,18 +416,24 @@ static inline __attribute__((always_inline)) bool sl__htab_find(const sl__htab *
         __asm__ volatile("");                                                                      \
     } while (0)
 
+/* Prefetches the first two cache lines of entry e: entries are packed in slab pages at
+ * 8-byte alignment, so most of those over a few dozen bytes (a word count's: key, then a
+ * value row holding the word again and its count) cross a line, and both a lookup (key
+ * first, value at the end) and a snapshot writer read the whole entry. */
+static inline void sl__ent_prefetch(const uint8_t *e)
+{
+    SL__PREFETCH(e);
+    SL__PREFETCH(e + 63);
+}
+
 /* Slots sl__htab_prefetch_entry looks at for the entry. */
 #define SL__HTAB_PREFETCH_PROBE 4
 
 /* Prefetches for a coming sl__htab_find of hash: sl__htab_prefetch_slot the slot its probe
  * starts at, then sl__htab_prefetch_entry the entry of the first slot from there whose tag
  * matches, looking along the probe run for at most SL__HTAB_PREFETCH_PROBE slots (this
- * reads the slots, so prefetch the slot well before). The entry's first two cache lines:
- * entries are packed in slab pages at 8-byte alignment, so most of those over a few dozen
- * bytes (a word count's: key, then a value row holding the word again and its count)
- * cross a line, and the lookup compares the key and then reads the value at the end of
- * the entry. Change nothing. Inline: they run for
- * every record of a keyed input. */
+ * reads the slots, so prefetch the slot well before), both its first cache lines
+ * (sl__ent_prefetch). Change nothing. Inline: they run for every record of a keyed input. */
 static inline void sl__htab_prefetch_slot(const sl__htab *t, uint64_t hash64)
 {
     if (t->slots)
@@ -446,8 +452,7 @@ static inline void sl__htab_prefetch_entry(const sl__htab *t, uint64_t hash64)
         if (!s)
             return;
         if ((s & ~SL__SLOT_ADDR) == tag) {
-            SL__PREFETCH(sl__slot_ent(s));
-            SL__PREFETCH(sl__slot_ent(s) + 63);
+            sl__ent_prefetch(sl__slot_ent(s));
             return;
         }
     }

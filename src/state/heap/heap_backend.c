@@ -993,8 +993,9 @@ static bool source_table(const kg_source *src, size_t i, const char **name, int 
     return true;
 }
 
-/* Slots ahead of the one being written whose entry write_kg_section prefetches: the slots
- * are read in order, the entries they point to are anywhere. */
+/* Slots ahead of the one being written whose entry write_kg_section prefetches (both its
+ * first cache lines): the slots are read in order, the entries they point to are
+ * anywhere. */
 enum { WRITE_AHEAD = 64 };
 
 /* Appends the canonical form of one key group (state.h, snapshot_kg), in one pass over the
@@ -1025,7 +1026,7 @@ static int write_kg_section(const kg_source *src, sl__buf *out)
         out->len = (size_t)(w - out->data);
         for (size_t j = 0; j < t.cap; j++) {
             if (j + WRITE_AHEAD < t.cap && t.slots[j + WRITE_AHEAD])
-                __builtin_prefetch(sl__slot_ent(t.slots[j + WRITE_AHEAD]));
+                sl__ent_prefetch(sl__slot_ent(t.slots[j + WRITE_AHEAD]));
             const uint8_t *e = sl__slot_ent(t.slots[j]);
             if (!e)
                 continue;
