@@ -561,27 +561,40 @@ if "3" in missed_items:
           "group's table (slots carry a 16-bit hash tag, and the slots and entries of the "
           "records ahead in the buffer are prefetched), adds to the stored sum in place and "
           "emits the new count to the sink. Per word that is: the sender's emit "
-          "(`emit_checked` %.1f %%: key field, partitioning, writing the record), "
-          "serializing and reading rows (`sl__row_write`, `sl__row_read`, `sl__row_size`: "
-          "%.1f %%), the state lookup (`h_value_ref`, into which `locate` and `sl__htab_find` "
-          "are inlined, and `h_prefetch`: %.1f %%, mostly waiting for memory), hashing (`sl__hash` %.1f %%) and "
-          "the per-record call into the operator (`process` %.1f %%). Engine and libc "
-          "together are %.0f %% of this profile. callgrind counts about 1270 instructions per "
-          "word for the engine's threads at commit 0bdefdc (1736 at the previous report) "
-          "against about 100 for the bare loop. Running the keyed operator in the source's chain at parallelism 1 "
-          "(no record serialized, no second thread) was tried and was slower: without the "
-          "buffer of records ahead, its lookups can no longer be prefetched. What would "
-          "close it, largest first: process records per buffer instead of per record (one "
-          "dispatch, one type check and one partitioning loop per buffer, the sender "
-          "hashing and partitioning a buffer's keys together, the receiver looking them up "
-          "together); a key comparison on the field's bytes without building a key row on "
-          "the receiving side; and handing the sink the updated row without reading it "
-          "back from state." % (
-              prof_pct("wordcount", "emit_checked"),
-              prof_pct("wordcount", "sl__row_write") + prof_pct("wordcount", "sl__row_read") +
-              prof_pct("wordcount", "sl__row_size"),
-              prof_pct("wordcount", "h_value_ref") + prof_pct("wordcount", "h_prefetch"),
-              prof_pct("wordcount", "sl__hash"), prof_pct("wordcount", "process"), wt))
+          "(`writer_write`, `sl_emit`, `sl__key_row_str`: %.1f %%: key row, partitioning, "
+          "writing the record), reading rows (`sl__row_read` %.1f %%), the state lookup and "
+          "add (`h_value_ref`, into which `locate` and `sl__htab_find` are inlined, "
+          "`sl__value_add` and `h_prefetch`: %.1f %%), hashing (`sl__hash` %.1f %%) and the "
+          "loop over a buffer's records into which the operator and the sink are inlined "
+          "(`process_keyed_records` %.1f %%). Engine and libc "
+          "together are %.0f %% of this profile. callgrind counts about 1040 instructions per "
+          "word for the engine's threads at commit 3606787 (1277 before that work, 1736 two "
+          "reports ago) against about 100 for the bare loop; a 1 K vocabulary gives the same "
+          "words per CPU-second as 100 K, so the lookups no longer wait for memory and what "
+          "is left is instructions and chains of dependent loads: about 690 per word on the "
+          "receiving side (the sum's add about 270, of it about 160 in the state lookup and "
+          "45 reading the stored row back; the state prefetch about 85; reading the row "
+          "about 55; the frame and the borrowed key about 60; the inlined operator and sink "
+          "call about 120) and about 330 on the sending side (the writer's key row, hash and "
+          "frame about 220, sl_emit and its type check about 50). The bare loop ran at "
+          "17-22 M words/s on the machine of the previous reports (AMD EPYC) and at 32-33 "
+          "on this one, so the ratio moves with the machine more than the engine does: "
+          "compare the engine's M words/CPU-s across reports (9.5 at p=1 in the last). At "
+          "p=2 four task threads share the two cores with the bare loop's one, so the "
+          "per-CPU rate is lower than at p=1. Running the keyed operator in the source's "
+          "chain at parallelism 1 (no record serialized, no second thread) was tried and "
+          "was slower: without the buffer of records ahead, its lookups can no longer be "
+          "prefetched. What would close it, largest first: one dispatch per buffer for "
+          "keyed heads; the sum's add returning only the updated field, so the stored row "
+          "is not read back to emit; the lookup reusing the slot that the entry prefetch "
+          "already found; and a key comparison on the field's bytes." % (
+              prof_pct("wordcount", "writer_write") + prof_pct("wordcount", "sl_emit") +
+              prof_pct("wordcount", "sl__key_row_str"),
+              prof_pct("wordcount", "sl__row_read"),
+              prof_pct("wordcount", "h_value_ref") + prof_pct("wordcount", "sl__value_add") +
+              prof_pct("wordcount", "h_prefetch"),
+              prof_pct("wordcount", "sl__hash"), prof_pct("wordcount", "process_keyed_records"),
+              wt))
         w("")
 if "4" in missed_items:
     m4 = [t for t in missed if t[0] == "4"]

@@ -133,7 +133,7 @@ step "word count 100K p=2" "$OUT/wc-100k-p2.log" \
     "$BIN/bench_word_count" --words "$WORDS" --vocab 100000 -p 2 "${WC[@]}"
 step "word count 10M p=1" "$OUT/wc-10m-p1.log" \
     "$BIN/bench_word_count" --words "$WC_BIG_WORDS" --vocab 10000000 -p 1 --mode streaming \
-    --checkpoints both --repeat 1 --csv "$OUT/wordcount.tsv"
+    --checkpoints both --repeat "$REPEAT" --csv "$OUT/wordcount.tsv"
 
 step "state memory" "$OUT/state-memory.log" \
     "$BIN/bench_state_memory" --keys "$KEYS" --key i64 --csv "$OUT/memory.tsv"
