@@ -204,7 +204,7 @@ sl_pids+=("$s_nc")
 wait_for 10 "nc listening on 127.0.0.1:$s_port" grep -q 'Listening on' "$tmp/s.nc.err"
 start s "$FT" -p 2 -D execution.checkpointing.interval=100ms -D state.checkpoints.dir="$tmp/s" \
     -D restart-strategy.type=fixed-delay -D restart-strategy.fixed-delay.delay=10ms -- \
-    "${JOB[@]}" --socket "$s_port" --fail-when-exists "$tmp/s.fail"
+    --count "$N" --record-us 400 --socket "$s_port" --fail-when-exists "$tmp/s.fail"
 s_pid=$job_pid
 wait_for 15 "the socket's lines counted" has_lines "$tmp/s.out" '(s:a,2)' '(s:b,1)'
 wait "$s_nc" 2>/dev/null || true
