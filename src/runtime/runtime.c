@@ -674,8 +674,8 @@ static const sl__operator_state_meta *meta_op(const sl__checkpoint_meta *m, cons
  * and its keyed state was not kept. That holds for the job that took the checkpoint; a
  * changed job must not feed such an operator from anything that may still send, as Flink
  * refuses (FLIP-147). Every input of an operator with a finished subtask must come from an
- * operator that had fully finished, or, through a chained forward edge, from the same
- * subtasks finished. A new operator (not in the checkpoint) has not finished. */
+ * operator that had fully finished, or, through a forward edge (subtask i to subtask i), from the
+ * same subtasks finished. A new operator (not in the checkpoint) has not finished. */
 static int check_finished(const sl__job_graph *g, const sl__checkpoint_meta *m, const char *path,
                           char *err, size_t cap)
 {
