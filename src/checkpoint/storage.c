@@ -2251,6 +2251,15 @@ static sl__checkpoint_meta *meta_decode(dec *d)
     return m;
 }
 
+const sl__operator_state_meta *sl__checkpoint_meta_find(const sl__checkpoint_meta *m,
+                                                        const char *uid)
+{
+    for (int i = 0; uid && i < m->noperators; i++)
+        if (!strcmp(m->operators[i].uid, uid))
+            return &m->operators[i];
+    return NULL;
+}
+
 bool sl__operator_fully_finished(const sl__operator_state_meta *o)
 {
     for (int s = 0; s < o->parallelism; s++)

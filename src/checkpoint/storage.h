@@ -82,6 +82,9 @@ typedef struct sl__checkpoint_meta {
 
 void sl__checkpoint_meta_free(sl__checkpoint_meta *m); /* NULL is a no-op; frees m too */
 
+/* The operator with this uid in m, or NULL. */
+const sl__operator_state_meta *sl__checkpoint_meta_find(const sl__checkpoint_meta *m,
+                                                        const char *uid);
 /* Whether every subtask of o had finished: the operator had fully finished. */
 bool sl__operator_fully_finished(const sl__operator_state_meta *o);
 /* Whether subtask `subtask` of `parallelism` of an operator restored from o starts finished:

@@ -288,10 +288,8 @@ static int capture(sl__task *t, int64_t id, bool finished, sl__io_op *ops)
             op->kg_start = sl__key_group_start(ctx->subtask, ctx->parallelism, g->max_parallelism);
             op->kg_end =
                 sl__key_group_start(ctx->subtask + 1, ctx->parallelism, g->max_parallelism);
-            if (finished)
-                continue;
-            op->snap = sl__keyed_backend_snapshot_begin(ctx->kb);
-            if (!op->snap) {
+            op->snap = finished ? NULL : sl__keyed_backend_snapshot_begin(ctx->kb);
+            if (!op->snap && !finished) {
                 rc = sl_fail(ctx, "cannot snapshot keyed state: %s",
                              sl__keyed_backend_snapshot_error(ctx->kb));
                 break;
@@ -500,14 +498,6 @@ int sl__task_on_end(sl__task *t, sl__channel *c)
 
 /* ---- restore -------------------------------------------------------------------------- */
 
-static const sl__operator_state_meta *find_op(const sl__checkpoint_meta *m, const char *uid)
-{
-    for (int i = 0; i < m->noperators; i++)
-        if (!strcmp(m->operators[i].uid, uid))
-            return &m->operators[i];
-    return NULL;
-}
-
 /* The key groups [*lo, *hi) of [start, end) that old subtask ss held; returns how many. */
 static int overlap(const sl__subtask_state *ss, int start, int end, int *lo, int *hi)
 {
@@ -574,7 +564,7 @@ int sl__op_restore(sl_ctx *ctx)
     const sl__checkpoint_meta *m = job->restore;
     if (!m)
         return 0;
-    const sl__operator_state_meta *o = find_op(m, ctx->node->uid);
+    const sl__operator_state_meta *o = sl__checkpoint_meta_find(m, ctx->node->uid);
     if (!o)
         return 0;
     ctx->restored = true;

@@ -196,8 +196,9 @@ static int write_keyed(sl__writer *w, sl__channel *ch, const sl_value *row, uint
     return 0;
 }
 
-static int write_to(sl__writer *w, sl__channel *ch, const sl_value *row, size_t n, sl__task *t)
+static int write_to(sl__writer *w, sl__channel *ch, const sl_value *row, sl__task *t)
 {
+    size_t n = sl__row_size(w->schema, row);
     sl__buffer *b = sl__channel_reserve(ch, n);
     if (!b)
         return SL_ECANCELED;
@@ -207,35 +208,39 @@ static int write_to(sl__writer *w, sl__channel *ch, const sl_value *row, size_t 
     return 0;
 }
 
+/* A HASH writer's record: the key row (as keyer_make would make it) and its hash, which
+ * picks the channel and goes with the record. */
+static inline int write_hashed(sl__writer *w, sl_ctx *from, const sl_value *row)
+{
+    int64_t kn = keyer_row(&w->keyer, w->key_ctx ? w->key_ctx : from, row);
+    if (kn < 0)
+        return (int)kn;
+    uint64_t hash = sl__hash(w->keyer.buf, (size_t)kn);
+    int target = 0;
+    if (w->nchans > 1)
+        target = sl__key_group_owner(sl__key_group(hash, w->max_parallelism), w->nchans,
+                                     w->max_parallelism);
+    return write_keyed(w, w->chans[target], row, hash, (size_t)kn, from->task);
+}
+
 static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
 {
-    if (w->part == SL_PART_HASH) {
-        /* the key row (as keyer_make would make it) and its hash, which picks the channel */
-        int64_t kn = keyer_row(&w->keyer, w->key_ctx ? w->key_ctx : from, row);
-        if (kn < 0)
-            return (int)kn;
-        uint64_t hash = sl__hash(w->keyer.buf, (size_t)kn);
-        int target = 0;
-        if (w->nchans > 1)
-            target = sl__key_group_owner(sl__key_group(hash, w->max_parallelism), w->nchans,
-                                         w->max_parallelism);
-        return write_keyed(w, w->chans[target], row, hash, (size_t)kn, from->task);
-    }
-    size_t n = sl__row_size(w->schema, row);
+    if (w->part == SL_PART_HASH) /* the keyed exchange, tested first: it is the hot one */
+        return write_hashed(w, from, row);
     switch (w->part) {
+    case SL_PART_HASH:
+        return write_hashed(w, from, row);
     case SL_PART_FORWARD:
-        return write_to(w, w->chans[from->subtask], row, n, from->task);
+        return write_to(w, w->chans[from->subtask], row, from->task);
     case SL_PART_REBALANCE: {
         sl__channel *ch = w->chans[w->rr];
         if (++w->rr == w->nchans)
             w->rr = 0;
-        return write_to(w, ch, row, n, from->task);
+        return write_to(w, ch, row, from->task);
     }
-    case SL_PART_HASH: /* above */
-        break;
     case SL_PART_BROADCAST:
         for (int i = 0; i < w->nchans; i++) {
-            int rc = write_to(w, w->chans[i], row, n, from->task);
+            int rc = write_to(w, w->chans[i], row, from->task);
             if (rc < 0)
                 return rc;
         }

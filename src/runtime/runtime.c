@@ -662,14 +662,6 @@ static int run_attempt(run_state *rs, int attempt, char *err, size_t cap)
     return rc;
 }
 
-static const sl__operator_state_meta *meta_op(const sl__checkpoint_meta *m, const sl__node *n)
-{
-    for (int i = 0; n->uid && i < m->noperators; i++)
-        if (!strcmp(m->operators[i].uid, n->uid))
-            return &m->operators[i];
-    return NULL;
-}
-
 /* An operator restored with finished subtasks receives nothing on them: its input had ended
  * and its keyed state was not kept. That holds for the job that took the checkpoint; a
  * changed job must not feed such an operator from anything that may still send, as Flink
@@ -681,7 +673,7 @@ static int check_finished(const sl__job_graph *g, const sl__checkpoint_meta *m, 
 {
     for (int k = 0; k < g->nnodes; k++) {
         const sl__node *n = g->nodes[k];
-        const sl__operator_state_meta *o = meta_op(m, n);
+        const sl__operator_state_meta *o = sl__checkpoint_meta_find(m, n->uid);
         int p = node_parallelism(g, n);
         bool any = false;
         for (int s = 0; o && s < p && !any; s++)
@@ -690,7 +682,7 @@ static int check_finished(const sl__job_graph *g, const sl__checkpoint_meta *m, 
             continue;
         for (int e = 0; e < n->ninputs; e++) {
             const sl__node *from = n->inputs[e].from;
-            const sl__operator_state_meta *fo = meta_op(m, from);
+            const sl__operator_state_meta *fo = sl__checkpoint_meta_find(m, from->uid);
             int fp = node_parallelism(g, from);
             bool ok = fo && sl__operator_fully_finished(fo);
             if (!ok && fo && n->inputs[e].part == SL_PART_FORWARD && fp == p) {

@@ -718,11 +718,10 @@ static void write_finished_ckpt(sl__storage *st, int64_t id)
 
 static const sl__operator_state_meta *meta_op(const sl__checkpoint_meta *m, const char *uid)
 {
-    for (int i = 0; i < m->noperators; i++)
-        if (!strcmp(m->operators[i].uid, uid))
-            return &m->operators[i];
-    FAIL_AT("no operator %s", uid);
-    return NULL;
+    const sl__operator_state_meta *o = sl__checkpoint_meta_find(m, uid);
+    if (!o)
+        FAIL_AT("no operator %s", uid);
+    return o;
 }
 
 /* The bytes of a version 3 _metadata rewritten as version 2: the subtask flags dropped. */
@@ -799,6 +798,8 @@ TEST(finished_subtasks_round_trip)
     CHECK(!sl__restores_finished(keyed, 1, 2));
     CHECK(!sl__restores_finished(keyed, 1, 4));
     CHECK(!sl__operator_fully_finished(sink));
+    CHECK(sl__checkpoint_meta_find(m, "no such uid") == NULL);
+    CHECK(sl__checkpoint_meta_find(m, NULL) == NULL);
     FILE *f = tmpfile();
     CHECK_EQ_INT(sl__checkpoint_meta_json(m, chk, f), 0);
     rewind(f);

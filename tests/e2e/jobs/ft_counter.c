@@ -54,7 +54,6 @@ typedef struct cfg {
 } cfg;
 
 typedef struct counts_local {
-    sl_ctx *ctx;
     sl_state *count, *last;
     int64_t processed;
 } counts_local;
@@ -86,7 +85,6 @@ static int counts_open(sl_ctx *ctx)
     if (!l)
         return sl_fail(ctx, "out of memory");
     sl_ctx_set_local(ctx, l);
-    l->ctx = ctx;
     sl_state_desc dc = {.name = "count", .kind = SL_STATE_VALUE, .schema = "n:i64"};
     sl_state_desc dl = {.name = "last-seq", .kind = SL_STATE_VALUE, .schema = "seq:i64"};
     l->count = sl_keyed_state(ctx, &dc);
@@ -104,7 +102,7 @@ static int counts_close(sl_ctx *ctx)
 }
 
 /* --socket: a line's record has no sequence; every one is counted and emitted */
-static int count_socket_line(counts_local *l, const sl_value *in)
+static int count_socket_line(sl_ctx *ctx, counts_local *l, const sl_value *in)
 {
     sl_value v;
     int rc = sl_value_get(l->count, &v);
@@ -114,7 +112,7 @@ static int count_socket_line(counts_local *l, const sl_value *in)
     if ((rc = sl_value_update(l->count, &v)) < 0)
         return rc;
     sl_value out[2] = {in[0], v};
-    return sl_emit(l->ctx, out);
+    return sl_emit(ctx, out);
 }
 
 static int counts_process(sl_ctx *ctx, const sl_value *in)
@@ -124,7 +122,7 @@ static int counts_process(sl_ctx *ctx, const sl_value *in)
     int64_t seq = in[1].u.i64, idx = in[2].u.i64;
     l->processed++;
     if (idx < 0)
-        return count_socket_line(l, in);
+        return count_socket_line(ctx, l, in);
     if (c->fail_every > 0 && l->processed >= c->fail_every)
         return sl_fail(ctx, "injected failure after %lld records (attempt %d)",
                        (long long)l->processed, sl_ctx_attempt(ctx));
