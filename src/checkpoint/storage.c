@@ -7,8 +7,11 @@
  * (XXH3-64 streaming), fsynced and closed; _metadata is written last, to _metadata.tmp,
  * fsynced, renamed, and the chk-<N> and job directories are fsynced. A checkpoint is
  * complete exactly when its _metadata exists: anything without one is debris of an aborted
- * or interrupted checkpoint. Every write goes through sl__file_ops_current so tests can
- * fail, shorten or tear it; reads and deletions use POSIX directly.
+ * or interrupted checkpoint. A checkpoint's files are created, completed and removed through
+ * descriptors of its chk-<N> and job directories, opened when chk-<N> is made, so a job
+ * directory moved or replaced mid-checkpoint never leaves a complete checkpoint the job
+ * believes failed, or debris it cannot reach. Every write goes through sl__file_ops_current
+ * so tests can fail, shorten or tear it; reads and deletions use POSIX directly.
  *
  * Validation: every file has a fixed 8-byte head (magic, version, kind) and a 16-byte
  * trailer (total length, checksum) whose layout never changes across versions, so a reader
@@ -75,9 +78,9 @@ static const char STATE_MAGIC[4] = {'S', 'L', 'S', 'T'};
 
 /* ---- file operations ------------------------------------------------------------------ */
 
-static int posix_open(const char *path, int flags, mode_t mode)
+static int posix_openat(int dirfd, const char *name, int flags, mode_t mode)
 {
-    return open(path, flags, mode);
+    return openat(dirfd, name, flags, mode);
 }
 
 static ssize_t posix_write(int fd, const void *p, size_t n)
@@ -95,23 +98,23 @@ static int posix_close(int fd)
     return close(fd);
 }
 
-static int posix_rename(const char *from, const char *to)
+static int posix_renameat(int dirfd, const char *from, const char *to)
 {
-    return rename(from, to);
+    return renameat(dirfd, from, dirfd, to);
 }
 
-static int posix_mkdir(const char *path, mode_t mode)
+static int posix_mkdirat(int dirfd, const char *name, mode_t mode)
 {
-    return mkdir(path, mode);
+    return mkdirat(dirfd, name, mode);
 }
 
 const sl__file_ops sl__file_ops_posix = {
-    .open = posix_open,
+    .openat = posix_openat,
     .write = posix_write,
     .fsync = posix_fsync,
     .close = posix_close,
-    .rename = posix_rename,
-    .mkdir = posix_mkdir,
+    .renameat = posix_renameat,
+    .mkdirat = posix_mkdirat,
 };
 const sl__file_ops *sl__file_ops_current = &sl__file_ops_posix;
 
@@ -281,7 +284,7 @@ static int make_dir(const char *path)
 {
     if (is_dir(path))
         return 0;
-    if (sl__file_ops_current->mkdir(path, 0777) == 0)
+    if (sl__file_ops_current->mkdirat(AT_FDCWD, path, 0777) == 0)
         return 0;
     int e = errno;
     if (e == EEXIST)
@@ -314,52 +317,55 @@ static int make_dirs(const char *path, char **failed)
     return 0;
 }
 
-/* rm -rf for checkpoint directories (no symlinks are followed). Returns 0 or -errno of the
- * first failure; a missing path is not a failure. */
-static int remove_tree(const char *path)
+/* rm -rf of name in the directory dirfd (AT_FDCWD: name is a path), for checkpoint
+ * directories: no symbolic link is followed. Returns 0 or -errno of the first failure; a
+ * missing name is not a failure. */
+static int remove_tree_at(int dirfd, const char *name)
 {
-    DIR *d = opendir(path);
-    if (!d) {
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
         if (errno == ENOENT)
             return 0;
-        if (errno == ENOTDIR)
-            return unlink(path) == 0 ? 0 : -errno;
+        if (errno == ENOTDIR || errno == ELOOP)
+            return unlinkat(dirfd, name, 0) == 0 || errno == ENOENT ? 0 : -errno;
         return -errno;
+    }
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        return -e;
     }
     int rc = 0;
     struct dirent *e;
-    char child[PATH_MAX];
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        if ((size_t)snprintf(child, sizeof child, "%s/%s", path, e->d_name) >= sizeof child) {
-            rc = rc ? rc : -ENAMETOOLONG;
-            continue;
-        }
         struct stat sb;
-        if (lstat(child, &sb) < 0)
+        if (fstatat(fd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
-        int r = S_ISDIR(sb.st_mode) ? remove_tree(child) : (unlink(child) == 0 ? 0 : -errno);
+        int r = S_ISDIR(sb.st_mode) ? remove_tree_at(fd, e->d_name)
+                                    : (unlinkat(fd, e->d_name, 0) == 0 ? 0 : -errno);
         if (r < 0 && r != -ENOENT && !rc)
             rc = r;
     }
     closedir(d);
-    if (rmdir(path) < 0 && errno != ENOENT && !rc)
+    if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && !rc)
         rc = -errno;
     return rc;
 }
 
-/* Opens, fsyncs and closes a directory so the entries created in it are durable. */
-static int fsync_dir(const char *path)
+static int remove_tree(const char *path)
 {
-    const sl__file_ops *ops = sl__file_ops_current;
-    int fd = ops->open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int rc = ops->fsync(fd) < 0 ? -errno : 0;
-    if (ops->close(fd) < 0 && !rc)
-        rc = -errno;
-    return rc;
+    return remove_tree_at(AT_FDCWD, path);
+}
+
+/* Opens the directory name in dirfd through the file operations (never through a symbolic
+ * link). The descriptor, or -1 with errno. */
+static int open_dir_at(int dirfd, const char *name)
+{
+    return sl__file_ops_current->openat(dirfd, name,
+                                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
 }
 
 /* write(2) until done; a short write continues, EINTR retries. 0 or -errno. */
@@ -453,11 +459,15 @@ typedef struct shared_ref {
 } shared_ref;
 
 /* A checkpoint that writers have touched or that was aborted, until a checkpoint with an
- * id at least as high completes. */
+ * id at least as high completes. Once this storage has made chk-<N> (disk), it holds
+ * descriptors of the job directory it was made in and of chk-<N> itself: every file of the
+ * checkpoint is created, completed or removed through them, so a checkpoint never ends up
+ * half in one directory and half in another when the job directory is moved or replaced
+ * while it is written. */
 typedef struct open_ckpt {
     int64_t id;
     bool aborted;
-    bool dir_made; /* this storage created chk-<N> (disk) */
+    int jfd, dfd; /* the job directory and chk-<N>, or -1 before chk-<N> is made */
 } open_ckpt;
 
 struct sl__storage {
@@ -516,8 +526,39 @@ static open_ckpt *open_entry(sl__storage *st, int64_t id, bool create)
         return NULL;
     st->open = grown;
     open_ckpt *o = &st->open[st->nopen++];
-    *o = (open_ckpt){.id = id};
+    *o = (open_ckpt){.id = id, .jfd = -1, .dfd = -1};
     return o;
+}
+
+/* Closes the entry's directory descriptors (they stay -1). */
+static void open_close_dirs(open_ckpt *o)
+{
+    if (o->dfd >= 0)
+        sl__file_ops_current->close(o->dfd);
+    if (o->jfd >= 0)
+        sl__file_ops_current->close(o->jfd);
+    o->jfd = o->dfd = -1;
+}
+
+/* Under st->mu. Removes chk-<id> of the entry (made by this storage: through its
+ * descriptors, wherever the job directory is now; otherwise by path) and closes the
+ * descriptors. */
+static void open_remove_dir(sl__storage *st, open_ckpt *o)
+{
+    char name[32];
+    snprintf(name, sizeof name, "chk-%" PRId64, o->id);
+    int r;
+    if (o->jfd >= 0) {
+        r = remove_tree_at(o->jfd, name);
+    } else {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/%s", st->job_dir, name);
+        r = remove_tree(dir);
+    }
+    if (r < 0)
+        SL_WARN("event=checkpoint_cleanup_failed dir=%s/%s error=\"%s\"", st->job_dir, name,
+                strerror(-r));
+    open_close_dirs(o);
 }
 
 static bool is_retained(const sl__storage *st, int64_t id)
@@ -868,6 +909,8 @@ void sl__storage_destroy(sl__storage *st)
         sl__free(st->shared[i].ids);
     }
     sl__free(st->shared);
+    for (int i = 0; i < st->nopen; i++)
+        open_close_dirs(&st->open[i]);
     sl__free(st->open);
     sl__free(st->retained);
     sl__free(st->job_dir);
@@ -944,19 +987,34 @@ static char *state_file_name(const char *uid, int subtask)
     return path_fmt("%s-%d.state", san, subtask);
 }
 
-/* Makes chk-<id> (disk) the first time this storage writes into it, under st->mu: a
- * directory left by an earlier process that died mid-checkpoint is removed first. 0, or
- * -errno. */
-static int chk_dir_ready(open_ckpt *o, const char *dir)
+/* Makes chk-<id> (disk) the first time this storage writes into it, under st->mu, and
+ * opens it and the job directory (o->jfd, o->dfd): a directory left by an earlier process
+ * that died mid-checkpoint is removed first. 0, or -errno. */
+static int chk_dir_ready(sl__storage *st, open_ckpt *o)
 {
-    if (o->dir_made)
+    const sl__file_ops *ops = sl__file_ops_current;
+    if (o->dfd >= 0)
         return 0;
-    if (is_dir(dir) && remove_tree(dir) < 0)
-        SL_WARN("event=stale_checkpoint_dir dir=%s action=\"could not remove\"", dir);
-    int r = make_dir(dir);
-    if (r == 0)
-        o->dir_made = true;
-    return r;
+    char name[32];
+    snprintf(name, sizeof name, "chk-%" PRId64, o->id);
+    int jfd = ops->openat(AT_FDCWD, st->job_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (jfd < 0)
+        return -errno;
+    struct stat sb;
+    if (fstatat(jfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && remove_tree_at(jfd, name) < 0)
+        SL_WARN("event=stale_checkpoint_dir dir=%s/%s action=\"could not remove\"", st->job_dir,
+                name);
+    int r = ops->mkdirat(jfd, name, 0777) == 0 || errno == EEXIST ? 0 : -errno;
+    if (r == 0 && (o->dfd = open_dir_at(jfd, name)) < 0) {
+        r = -errno;
+        unlinkat(jfd, name, AT_REMOVEDIR);
+    }
+    if (r < 0) {
+        ops->close(jfd);
+        return r;
+    }
+    o->jfd = jfd;
+    return 0;
 }
 
 /* Creates the file (disk), under st->mu: refused when the checkpoint was aborted or
@@ -976,14 +1034,14 @@ static int writer_create(sl__state_writer *w)
         wfail(w, rc, "checkpoint %" PRId64 " was aborted or subsumed; %s not written", w->id,
               w->path);
     } else {
-        int r = chk_dir_ready(o, w->dir);
+        int r = chk_dir_ready(st, o);
         if (r < 0) {
             rc = SL_EIO;
             wfail(w, rc, "cannot create checkpoint directory %s: %s", w->dir, OSERR(-r));
         }
         if (rc == 0) {
-            w->fd =
-                sl__file_ops_current->open(w->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            w->fd = sl__file_ops_current->openat(o->dfd, w->name,
+                                                 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
             if (w->fd < 0) {
                 int e = errno;
                 rc = SL_EIO;
@@ -1404,9 +1462,10 @@ static int pump(int in, int out, uint64_t *size, uint64_t *sum, bool *read_faile
     return rc;
 }
 
-/* Copies src into the new file dst (disk) through the file operations, hashing what it
- * copies, then fsyncs. 0 or -errno; *src_side tells whether reading src failed. */
-static int copy_file(const char *src, const char *dst, uint64_t *size, uint64_t *sum,
+/* Copies src into the new file dst in the directory dirfd (AT_FDCWD: dst is a path),
+ * through the file operations, hashing what it copies, then fsyncs. 0 or -errno; *src_side
+ * tells whether reading src failed. */
+static int copy_file(const char *src, int dirfd, const char *dst, uint64_t *size, uint64_t *sum,
                      bool *src_side)
 {
     const sl__file_ops *ops = sl__file_ops_current;
@@ -1415,7 +1474,7 @@ static int copy_file(const char *src, const char *dst, uint64_t *size, uint64_t 
     if (in < 0)
         return -errno;
     *src_side = false;
-    int out = ops->open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int out = ops->openat(dirfd, dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0) {
         int e = errno;
         close(in);
@@ -1428,7 +1487,7 @@ static int copy_file(const char *src, const char *dst, uint64_t *size, uint64_t 
         rc = -errno;
     close(in);
     if (rc < 0)
-        unlink(dst);
+        unlinkat(dirfd, dst, 0);
     return rc;
 }
 
@@ -1474,7 +1533,8 @@ static int store_file(sl__storage *st, int64_t id, const char *dir, const char *
     snprintf(dst, sizeof dst, "%s/%s", st->job_dir, rel);
     /* the checkpoint's directory is made (or the copy refused) under the lock, as for state
      * files, so nothing is created in a directory an abort removed */
-    int rc = 0;
+    int rc = 0, dfd = AT_FDCWD; /* a file of chk-<id> is created through its descriptor */
+    const char *dname = dst;
     lock(st);
     open_ckpt *o = open_entry(st, id, true);
     if (!o) {
@@ -1484,19 +1544,24 @@ static int store_file(sl__storage *st, int64_t id, const char *dir, const char *
         rc = SL_ECANCELED;
         seterr(err, cap, "checkpoint %" PRId64 " was aborted or subsumed; %s not written", id, dst);
     } else if (!shared) {
-        char *cd = chk_dir(st, id);
-        int r = cd ? chk_dir_ready(o, cd) : -ENOMEM;
+        int r = chk_dir_ready(st, o);
+        /* a duplicate: an abort may close o->dfd while the copy runs outside the lock */
+        if (r == 0 && (dfd = fcntl(o->dfd, F_DUPFD_CLOEXEC, 0)) < 0)
+            r = -errno;
         if (r < 0) {
-            rc = r == -ENOMEM ? SL_ENOMEM : SL_EIO;
-            seterr(err, cap, "cannot create checkpoint directory %s: %s", cd ? cd : "?", OSERR(-r));
+            rc = SL_EIO;
+            seterr(err, cap, "cannot create checkpoint directory %s/chk-%" PRId64 ": %s",
+                   st->job_dir, id, OSERR(-r));
         }
-        sl__free(cd);
+        dname = strchr(rel, '/') + 1;
     }
     unlock(st);
     if (rc < 0)
         return rc;
     bool src_side;
-    int r = copy_file(src, dst, size, sum, &src_side);
+    int r = copy_file(src, dfd, dname, size, sum, &src_side);
+    if (dfd != AT_FDCWD)
+        close(dfd);
     if (r < 0) {
         seterr(err, cap, "cannot %s %s: %s", src_side ? "read" : "write", src_side ? src : dst,
                OSERR(-r));
@@ -1719,7 +1784,7 @@ int sl__storage_fetch_db_files(sl__storage *st, const char *chk, int64_t id,
             if (linked)
                 r = hash_file(dst, &size, &sum);
             else
-                r = copy_file(src, dst, &size, &sum, &src_side);
+                r = copy_file(src, AT_FDCWD, dst, &size, &sum, &src_side);
             if (r == -ENOENT && src_side) {
                 seterr(err, cap, "database file %s is missing: the checkpoint is incomplete", src);
                 rc = SL_EFORMAT;
@@ -2369,56 +2434,45 @@ static int meta_parse(const uint8_t *p, size_t len, const char *label, sl__check
 
 /* ---- completing, aborting, retention -------------------------------------------------- */
 
-/* Writes _metadata (temp file, fsync, rename, directory fsyncs). On failure the message
- * names the file and the temp file is gone. */
-static int write_metadata(sl__storage *st, const char *dir, const uint8_t *p, size_t n, char *err,
+/* Writes _metadata of the checkpoint directory dir (for messages; dfd is its descriptor,
+ * jfd the job directory's): temp file, fsync, rename, directory fsyncs, all through the
+ * descriptors. On failure the message names the file and the temp file is gone. */
+static int write_metadata(int jfd, int dfd, const char *dir, const uint8_t *p, size_t n, char *err,
                           size_t cap)
 {
     DECL_OSERR;
     const sl__file_ops *ops = sl__file_ops_current;
-    char *tmp = path_join(dir, "_metadata.tmp");
-    char *final = path_join(dir, "_metadata");
-    int rc = 0, r;
-    if (!tmp || !final) {
-        seterr(err, cap, "out of memory writing the metadata in %s", dir);
-        rc = SL_ENOMEM;
-        goto out;
-    }
-    r = make_dir(dir);
-    if (r < 0) {
-        seterr(err, cap, "cannot create checkpoint directory %s: %s", dir, OSERR(-r));
-        rc = SL_EIO;
-        goto out;
-    }
-    int fd = ops->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int r;
+    int fd = ops->openat(dfd, "_metadata.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         int e = errno;
-        seterr(err, cap, "cannot create %s: %s", tmp, OSERR(e));
-        rc = SL_EIO;
-        goto out;
+        seterr(err, cap, "cannot create %s/_metadata.tmp: %s", dir, OSERR(e));
+        return SL_EIO;
     }
     r = write_all(fd, p, n);
     if (r < 0)
-        seterr(err, cap, "cannot write %s: %s", tmp, OSERR(-r));
+        seterr(err, cap, "cannot write %s/_metadata.tmp: %s", dir, OSERR(-r));
     else if (ops->fsync(fd) < 0)
-        r = -errno, seterr(err, cap, "cannot fsync %s: %s", tmp, OSERR(-r));
+        r = -errno, seterr(err, cap, "cannot fsync %s/_metadata.tmp: %s", dir, OSERR(-r));
     if (ops->close(fd) < 0 && r == 0)
-        r = -errno, seterr(err, cap, "cannot close %s: %s", tmp, OSERR(-r));
-    if (r == 0 && ops->rename(tmp, final) < 0)
-        r = -errno, seterr(err, cap, "cannot rename %s to %s: %s", tmp, final, OSERR(-r));
-    if (r == 0 && (r = fsync_dir(dir)) < 0)
-        seterr(err, cap, "cannot fsync directory %s (after writing %s): %s", dir, final, OSERR(-r));
-    if (r == 0 && (r = fsync_dir(st->job_dir)) < 0)
-        seterr(err, cap, "cannot fsync directory %s (after writing %s): %s", st->job_dir, final,
-               OSERR(-r));
-    if (r < 0) {
-        unlink(tmp);
-        rc = SL_EIO;
+        r = -errno, seterr(err, cap, "cannot close %s/_metadata.tmp: %s", dir, OSERR(-r));
+    if (r == 0 && ops->renameat(dfd, "_metadata.tmp", "_metadata") < 0)
+        r = -errno,
+        seterr(err, cap, "cannot rename %s/_metadata.tmp to %s/_metadata: %s", dir, dir, OSERR(-r));
+    if (r == 0 && ops->fsync(dfd) < 0)
+        r = -errno, seterr(err, cap, "cannot fsync directory %s (after writing %s/_metadata): %s",
+                           dir, dir, OSERR(-r));
+    if (r == 0 && ops->fsync(jfd) < 0) {
+        const char *slash = strrchr(dir, '/');
+        int len = slash ? (int)(slash - dir) : 1;
+        r = -errno, seterr(err, cap, "cannot fsync directory %.*s (after writing %s/_metadata): %s",
+                           len, slash ? dir : ".", dir, OSERR(-r));
     }
-out:
-    sl__free(tmp);
-    sl__free(final);
-    return rc;
+    if (r < 0) {
+        unlinkat(dfd, "_metadata.tmp", 0);
+        return SL_EIO;
+    }
+    return 0;
 }
 
 int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *err, size_t cap)
@@ -2463,6 +2517,7 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
     }
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/chk-%" PRId64, st->job_dir, m->id);
+    int jfd = -1, dfd = -1; /* owned from here: the checkpoint ends in this call */
     if (rc == 0 && st->memory) {
         char key[48];
         snprintf(key, sizeof key, "chk-%" PRId64 "/_metadata", m->id);
@@ -2471,10 +2526,21 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
             e.b.data = NULL;
         else
             seterr(err, cap, "out of memory completing checkpoint %" PRId64, m->id);
+    } else if (rc == 0) {
+        DECL_OSERR;
+        o = open_entry(st, m->id, true);
+        int r = o ? chk_dir_ready(st, o) : -ENOMEM;
+        if (r < 0) {
+            rc = r == -ENOMEM ? SL_ENOMEM : SL_EIO;
+            seterr(err, cap, "cannot create checkpoint directory %s: %s", dir, OSERR(-r));
+        } else {
+            jfd = o->jfd, dfd = o->dfd;
+            o->jfd = o->dfd = -1;
+        }
     }
     unlock(st);
     if (rc == 0 && !st->memory)
-        rc = write_metadata(st, dir, e.b.data, e.b.len, err, cap);
+        rc = write_metadata(jfd, dfd, dir, e.b.data, e.b.len, err, cap);
     sl__buf_free(&e.b);
 
     int64_t *victims = NULL;
@@ -2488,11 +2554,16 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
         memmove(st->retained + 1, st->retained, sizeof *st->retained * (size_t)(st->nretained - 1));
         st->retained[0] = top;
         st->newest = m->id;
-        for (int i = 0; i < st->nopen;)
-            if (st->open[i].id <= m->id)
-                st->open[i] = st->open[--st->nopen];
-            else
+        for (int i = 0; i < st->nopen;) {
+            open_ckpt *oi = &st->open[i];
+            if (oi->id > m->id) {
                 i++;
+                continue;
+            }
+            if (oi->dfd >= 0) /* subsumed while in progress: it can never complete */
+                open_remove_dir(st, oi);
+            *oi = st->open[--st->nopen];
+        }
         /* subsume: keep num_retained checkpoints (savepoints are never deleted, and kept in
          * the list only while newer than the oldest kept checkpoint) */
         victims = sl__calloc((size_t)st->nretained, sizeof *victims);
@@ -2522,23 +2593,35 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
         shared_drop(st, m->id);
         if (st->memory) {
             mem_remove_checkpoint(st, m->id);
+        } else if (ab) {
+            if (jfd >= 0) { /* removed where it was written */
+                open_close_dirs(ab);
+                ab->jfd = jfd, ab->dfd = dfd;
+                jfd = dfd = -1;
+            }
+            open_remove_dir(st, ab);
         } else {
-            int r = remove_tree(dir);
+            int r = jfd >= 0 ? remove_tree_at(jfd, strrchr(dir, '/') + 1) : remove_tree(dir);
             if (r < 0)
                 SL_WARN("event=checkpoint_cleanup_failed dir=%s error=\"%s\"", dir, strerror(-r));
         }
     }
     unlock(st);
+    /* subsumed checkpoints are deleted from the job directory this one was completed in */
     for (int i = 0; i < nvictims; i++) {
         char vd[PATH_MAX];
         snprintf(vd, sizeof vd, "%s/chk-%" PRId64, st->job_dir, victims[i]);
-        int r = remove_tree(vd);
+        int r = jfd >= 0 ? remove_tree_at(jfd, strrchr(vd, '/') + 1) : remove_tree(vd);
         if (r < 0)
             SL_WARN("event=checkpoint_delete_failed dir=%s error=\"%s\"", vd, strerror(-r));
         else
             SL_DEBUG("event=checkpoint_subsumed id=%" PRId64 " dir=%s", victims[i], vd);
     }
     sl__free(victims);
+    if (dfd >= 0)
+        sl__file_ops_current->close(dfd);
+    if (jfd >= 0)
+        sl__file_ops_current->close(jfd);
     pthread_mutex_unlock(&st->complete_mu);
     return rc;
 }
@@ -2559,6 +2642,8 @@ void sl__storage_abort(sl__storage *st, int64_t id)
     shared_drop(st, id);
     if (st->memory) {
         mem_remove_checkpoint(st, id);
+    } else if (o) {
+        open_remove_dir(st, o);
     } else {
         char dir[PATH_MAX];
         snprintf(dir, sizeof dir, "%s/chk-%" PRId64, st->job_dir, id);
@@ -2597,6 +2682,8 @@ void sl__storage_discard_all(sl__storage *st)
         pthread_mutex_unlock(&st->complete_mu);
         return;
     }
+    for (int i = 0; i < st->nopen; i++)
+        open_close_dirs(&st->open[i]);
     /* retained checkpoints, and chk-<N> without a _metadata (aborted or interrupted);
      * savepoints and completed checkpoints this storage does not list stay */
     DIR *d = opendir(st->job_dir);

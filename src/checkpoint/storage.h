@@ -97,14 +97,18 @@ bool sl__restores_finished(const sl__operator_state_meta *o, int subtask, int pa
 
 typedef struct sl__storage sl__storage;
 
-/* File operations, replaceable by tests (fault injection). Same contracts as POSIX. */
+/* File operations, replaceable by tests (fault injection). Same contracts as POSIX's
+ * openat, write, fsync, close, renameat (within one directory) and mkdirat: dirfd is
+ * AT_FDCWD or a directory opened through openat, and name is relative to it. A checkpoint
+ * is written and completed through its directory's descriptor, so it completes (or is
+ * removed) in that directory even if the directory is moved meanwhile. */
 typedef struct sl__file_ops {
-    int (*open)(const char *path, int flags, mode_t mode);
+    int (*openat)(int dirfd, const char *name, int flags, mode_t mode);
     ssize_t (*write)(int fd, const void *p, size_t n);
     int (*fsync)(int fd);
     int (*close)(int fd);
-    int (*rename)(const char *from, const char *to);
-    int (*mkdir)(const char *path, mode_t mode);
+    int (*renameat)(int dirfd, const char *from, const char *to);
+    int (*mkdirat)(int dirfd, const char *name, mode_t mode);
 } sl__file_ops;
 /* The table in use (process-wide); tests swap it and restore the default. */
 extern const sl__file_ops *sl__file_ops_current;

@@ -1003,9 +1003,22 @@ static bool fi_applies(int fd)
     return fd >= 0 && fd < 1024 && fi_path_applies(fd_path[fd]);
 }
 
-static int fi_open(const char *path, int flags, mode_t mode)
+/* The path of name in dirfd, as the faults match it: dirfd is AT_FDCWD or a directory
+ * opened through fi_openat. */
+static const char *fi_path(int dirfd, const char *name)
 {
-    int fd = open(path, flags, mode);
+    static _Thread_local char path[sizeof fd_path[0]];
+    if (dirfd == AT_FDCWD || dirfd < 0 || dirfd >= 1024)
+        return name;
+    if (snprintf(path, sizeof path, "%s/%s", fd_path[dirfd], name) >= (int)sizeof path)
+        FAIL_AT("path too long for the fault injection table");
+    return path;
+}
+
+static int fi_openat(int dirfd, const char *name, int flags, mode_t mode)
+{
+    const char *path = fi_path(dirfd, name);
+    int fd = openat(dirfd, name, flags, mode);
     if (fd >= 0 && fd < 1024)
         snprintf(fd_path[fd], sizeof fd_path[fd], "%s", path);
     return fd;
@@ -1049,31 +1062,31 @@ static int fi_close(int fd)
     return close(fd);
 }
 
-static int fi_rename(const char *from, const char *to)
+static int fi_renameat(int dirfd, const char *from, const char *to)
 {
-    if (fi.rename_errno && fi_path_applies(from)) {
+    if (fi.rename_errno && fi_path_applies(fi_path(dirfd, from))) {
         errno = fi.rename_errno;
         return -1;
     }
-    return rename(from, to);
+    return renameat(dirfd, from, dirfd, to);
 }
 
-static int fi_mkdir(const char *path, mode_t mode)
+static int fi_mkdirat(int dirfd, const char *name, mode_t mode)
 {
-    if (fi.mkdir_errno && fi_path_applies(path)) {
+    if (fi.mkdir_errno && fi_path_applies(fi_path(dirfd, name))) {
         errno = fi.mkdir_errno;
         return -1;
     }
-    return mkdir(path, mode);
+    return mkdirat(dirfd, name, mode);
 }
 
 static const sl__file_ops fi_ops = {
-    .open = fi_open,
+    .openat = fi_openat,
     .write = fi_write,
     .fsync = fi_fsync,
     .close = fi_close,
-    .rename = fi_rename,
-    .mkdir = fi_mkdir,
+    .renameat = fi_renameat,
+    .mkdirat = fi_mkdirat,
 };
 
 static void fi_on(void)
@@ -1189,6 +1202,91 @@ TEST(failing_mkdir)
     fi.mkdir_errno = EACCES;
     failing_checkpoint(fmt("cannot create checkpoint directory %s", chk_path(2)),
                        "permission denied");
+}
+
+/* The job directory moved away and replaced by a regular file (what a user or a cleanup
+ * script may do under a running job): a checkpoint whose directory was made before completes
+ * or is removed where it was made, one begun afterwards fails naming the directory, and
+ * nothing incomplete or subsumed is left behind in either place. */
+static void move_job_dir(bool away)
+{
+    const char *job = fmt("%s/" JOB, tmp_dir()), *moved = fmt("%s/" JOB ".away", tmp_dir());
+    if (away) {
+        CHECK(rename(job, moved) == 0);
+        spit(job, (const uint8_t *)"in the way", 10);
+    } else {
+        CHECK(unlink(job) == 0);
+        CHECK(rename(moved, job) == 0);
+    }
+}
+
+static int write_states(sl__storage *st, ckpt *c, int64_t id, int par, char *err, size_t cap)
+{
+    memset(c, 0, sizeof *c);
+    int rc = 0;
+    for (int o = 0; o < NOPS && rc == 0; o++)
+        for (int s = 0; s < par && rc == 0; s++)
+            rc = write_subtask(st, id, o, s, par, &c->subs[o][s], err, cap);
+    ckpt_meta(c, id, par);
+    return rc;
+}
+
+TEST(job_dir_moved_while_checkpointing)
+{
+    sl__storage *st = must_create(tmp_dir(), 1);
+    const char *moved = fmt("%s/" JOB ".away", tmp_dir());
+    char err[1024] = "";
+    ckpt c;
+    must_write_ckpt(st, 1, 2);
+
+    /* completed in the moved directory, where checkpoint 1 is subsumed */
+    CHECK_EQ_INT(write_states(st, &c, 2, 2, err, sizeof err), 0);
+    move_job_dir(true);
+    int rc = sl__storage_complete(st, &c.m, err, sizeof err);
+    if (rc != 0)
+        FAIL_AT("checkpoint 2 in the moved directory: %s", err);
+    ckpt_free(&c);
+    CHECK(exists(fmt("%s/chk-2/_metadata", moved)));
+    CHECK(!exists(fmt("%s/chk-1", moved)));
+
+    /* begun while the job directory is a file */
+    err[0] = 0;
+    CHECK(write_ckpt(st, 3, 2, err, sizeof err) < 0);
+    CHECK_CONTAINS(err, fmt("cannot create checkpoint directory %s/chk-3: not a directory",
+                            fmt("%s/" JOB, tmp_dir())));
+    sl__storage_abort(st, 3);
+    move_job_dir(false);
+
+    /* aborted after the directory moved: removed where it was written */
+    CHECK_EQ_INT(write_states(st, &c, 4, 2, err, sizeof err), 0);
+    ckpt_free(&c);
+    CHECK(exists(chk_path(4)));
+    move_job_dir(true);
+    sl__storage_abort(st, 4);
+    CHECK(!exists(fmt("%s/chk-4", moved)));
+    move_job_dir(false);
+
+    /* failed after the directory moved (the metadata cannot be written): removed there too */
+    CHECK_EQ_INT(write_states(st, &c, 5, 2, err, sizeof err), 0);
+    move_job_dir(true);
+    fi_on();
+    fi.match = "_metadata";
+    fi.rename_errno = EXDEV;
+    CHECK(sl__storage_complete(st, &c.m, err, sizeof err) < 0);
+    fi_off();
+    ckpt_free(&c);
+    CHECK_CONTAINS(err, "cannot rename");
+    CHECK(!exists(fmt("%s/chk-5", moved)));
+    move_job_dir(false);
+
+    int64_t want[] = {2};
+    check_retained(st, 1, want);
+    CHECK_EQ_INT(count_entries(fmt("%s/" JOB, tmp_dir())), 3); /* chk-2, shared, taskowned */
+    check_ckpt(st, chk_path(2), 2, 2);
+    must_write_ckpt(st, 6, 2);
+    check_ckpt(st, chk_path(6), 6, 2);
+    CHECK(!exists(chk_path(2)));
+    sl__storage_destroy(st);
 }
 
 TEST(short_writes_are_completed)
@@ -1535,7 +1633,8 @@ int main(int argc, char **argv)
         paths_that_are_not_checkpoints, create_errors_name_the_directory, enospc_on_a_state_file,
         enospc_leaves_no_partial_file, enospc_on_metadata, eio_on_state_file_fsync,
         eio_on_metadata_fsync, eio_on_directory_fsync, failing_rename, failing_mkdir,
-        short_writes_are_completed, torn_writes_are_detected_on_load, aborts_on_disk,
-        aborts_in_memory, concurrent_writers_on_disk, concurrent_writers_in_memory, json_is_valid,
+        job_dir_moved_while_checkpointing, short_writes_are_completed,
+        torn_writes_are_detected_on_load, aborts_on_disk, aborts_in_memory,
+        concurrent_writers_on_disk, concurrent_writers_in_memory, json_is_valid,
         allocation_failures);
 }
