@@ -167,6 +167,11 @@ def read_children(name):
 children = {"q3ckpt": read_children("q3ckpt"), "wordcount10m": read_children("wordcount10m")}
 
 
+def self_share(name, sym):
+    """Self time of sym in profile name, in percent (0 when not among its rows)."""
+    return sum(r["pct"] for r in prof.get(name) or [] if r["sym"].split(".")[0] == sym)
+
+
 def prof_share(name, group):
     return sum(r["pct"] for r in prof[name] if r["group"] == group)
 
@@ -568,8 +573,9 @@ if "3" in missed_items:
           "loop over a buffer's records into which the operator and the sink are inlined "
           "(`process_keyed_records` %.1f %%). Engine and libc "
           "together are %.0f %% of this profile. callgrind counts about 1040 instructions per "
-          "word for the engine's threads at commit 3606787 (1277 before that work, 1736 two "
-          "reports ago) against about 100 for the bare loop; a 1 K vocabulary gives the same "
+          "word for the engine's threads at commit 3606787 and still at 9bfdf3d (2275 M "
+          "instructions for 2 M words, whole process; 1277 per word before that work, 1736 "
+          "two reports ago) against about 100 for the bare loop; a 1 K vocabulary gives the same "
           "words per CPU-second as 100 K, so the lookups no longer wait for memory and what "
           "is left is instructions and chains of dependent loads: about 690 per word on the "
           "receiving side (the sum's add about 270, of it about 160 in the state lookup and "
@@ -579,7 +585,11 @@ if "3" in missed_items:
           "frame about 220, sl_emit and its type check about 50). The bare loop ran at "
           "17-22 M words/s on the machine of the previous reports (AMD EPYC) and at 32-33 "
           "on this one, so the ratio moves with the machine more than the engine does: "
-          "compare the engine's M words/CPU-s across reports (9.5 at p=1 in the last). At "
+          "compare the engine's M words/CPU-s across reports (11.45 at p=1 and 11.62 at "
+          "p=2 in the last). Within the hour of this run, the same binary gave 9.5 to 11.7 "
+          "in interleaved runs, and the commit before this report's work 10.9 to 11.7 "
+          "against its 10.4 to 11.0 (the same instruction count): on this virtual machine "
+          "the spread between runs is as large as the changes between reports. At "
           "p=2 four task threads share the two cores with the bare loop's one, so the "
           "per-CPU rate is lower than at p=1. Running the keyed operator in the source's "
           "chain at parallelism 1 (no record serialized, no second thread) was tried and "
@@ -635,11 +645,24 @@ if "4" in missed_items:
             "final checkpoint is about a kilobyte and a few milliseconds instead of 150 MB "
             "and 0.4 s at the end of a 2 s run.) While the I/O thread writes, the task "
             "thread copies each entry it updates that the snapshot still reaches "
-            "(copy-on-write), and the three threads share two cores. In experiments outside "
-            "this report, switching the state write off (keeping the synchronous part and "
-            "copy-on-write) left the 10 M-word count as fast as without checkpoints, and "
-            "checkpoints on tmpfs cost as much as on disk: the cost is serializing the state "
-            "on the shared cores. Writing an "
+            "(copy-on-write), and the three threads share two cores. For the 10 M-word "
+            "count, perf and perf sched (one run with a checkpoint and one without, outside "
+            "this report) put the loss of its 1.7 s run in four places. The mid-run "
+            "checkpoint writes about 100 MB in about 240 ms. (1) The synchronous part "
+            "pauses the counting thread for about 26 ms: it copies the 5.5 M occupied slots "
+            "into memory the kernel must first map, and a never-touched page costs up to "
+            "13 us on this virtual machine (34 ms before the copy kept only occupied slots "
+            "and mapped its pages in one call). (2) While the snapshot is live, the counting "
+            "thread copies each entry it updates, and afterwards frees the originals: about "
+            "70 ms more of that thread's CPU (about 110 ms before the free blocks and the "
+            "entries to free were prefetched). (3) The I/O thread's 140 ms of CPU share the "
+            "second core with the source thread, so the counting thread runs out of input "
+            "more often: about 640 more context switches and 30 ms more waiting to run. "
+            "(4) At the end the final checkpoint subsumes the mid-run one, and deleting its "
+            "100 MB state file takes 25-30 ms (the file system freeing its blocks) before "
+            "the job returns. An earlier experiment that switched the state write off left "
+            "the job as fast as without checkpoints because the snapshot was then released "
+            "at once: no copy-on-write period, no file to delete. Writing an "
             "entry costs a TLB miss: a snapshot walks a key group's table in slot order "
             "while the entries lie anywhere in the state; keeping each key group's entries "
             "in pages of their own made the writes 10-20 % shorter, but the whole job with "
@@ -658,13 +681,13 @@ if "4" in missed_items:
         ch = children.get(prof_name, {})
         text += what + ". "
         if ch.get("io_main"):
+            writer = ch.get("hs_write_kg") or self_share(prof_name, "write_kg_section")
             text += ("In its call-graph profile with checkpoints (under Where the time goes) "
                      "the I/O thread "
                      "(`io_main`) takes %.1f %% of the process's CPU, %.1f %% in "
-                     "`hs_write_kg`, which walks each key group's table once, loading entries "
-                     "ahead, and decodes each entry to write it; the task threads lose what "
-                     "the I/O thread takes, on two cores. " % (
-                         ch["io_main"], ch.get("hs_write_kg", 0)))
+                     "`write_kg_section`, which walks each key group's copied slots once, "
+                     "loading entries ahead, and decodes each entry to write it. " % (
+                         ch["io_main"], writer))
         explained.add(job)
     if explained:
         why = []
@@ -672,13 +695,17 @@ if "4" in missed_items:
             why.append("q3's state grows only by the persons and auctions of the last second")
         if "word count, 10 M vocabulary" in explained:
             why.append("a second of words touches a fraction of a large vocabulary")
-        text += ("What would close it: incremental checkpoints for the heap backend (write "
-                 "only the entries changed since the last checkpoint, as a changelog: %s; "
-                 "the RocksDB backend has incremental checkpoints, see bench/README.md, "
-                 "rocksdb_state). In a run of a few seconds whose state grows by millions of "
-                 "new words a second, even a changelog would write most of the state: the "
-                 "first checkpoint holds everything seen so far and later ones mostly new "
-                 "entries. " % "; ".join(why))
+        text += ("What would close it: for (2), skipping copy-on-write in the key groups "
+                 "the I/O thread has already written (the snapshot reads none of them "
+                 "again), which halves the copies on average; for (4), deleting subsumed "
+                 "checkpoints on a background thread, as Flink does; for (1), preparing the "
+                 "copy's memory before the barrier arrives. Incremental checkpoints for the "
+                 "heap backend (only the entries changed since the last checkpoint, as a "
+                 "changelog: %s; the RocksDB backend has them, see bench/README.md, "
+                 "rocksdb_state) shrink every part for long-running jobs, but not here: in a "
+                 "run of a few seconds whose state grows by millions of new words a second, "
+                 "the one mid-run checkpoint is the first and holds everything. " %
+                 "; ".join(why))
     if jobs - explained:
         text += ("For %s the state each checkpoint writes is small (q0-q2: the sources' "
                  "positions; the word count at 100 K: 100 K entries, a few MB), so a "

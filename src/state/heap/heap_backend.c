@@ -33,9 +33,10 @@
  * Copy-on-write snapshots (state.h), after Flink's CopyOnWriteStateMap. The backend has a
  * version, bumped by every snapshot_begin; the snapshot takes the new value. Every entry
  * records the version it was written in (in the 8-byte word that also holds its hash, so
- * an entry costs no more than before). begin() copies the slot array of every non-empty
- * (state, key group) table into one buffer (a memcpy per table, nothing per entry) and
- * notes each state's name and kind: that is the whole synchronous part. The snapshot then
+ * an entry costs no more than before). begin() copies the occupied slots of every
+ * non-empty (state, key group) table, in slot order, into one buffer (a branch-free pass
+ * over each slot array, nothing per entry) and notes each state's name and kind: that is
+ * the whole synchronous part. The snapshot then
  * reaches exactly the entries the copied slots point to, and through list and map entries
  * their vectors and nested tables. cow_below is the highest version of the live
  * snapshots (0 when none is live): an entry with a lower version was in the tables when
@@ -181,7 +182,7 @@ struct heap_snapshot {
     size_t nstates, nkg;
     snap_state *states;   /* nstates */
     snap_table *tabs;     /* [state * nkg + key group - kg_start] */
-    sl__slot *slots;      /* one buffer holding every copied slot array */
+    sl__slot *slots;      /* one buffer holding every table's copied occupied slots */
     size_t slots_cap;     /* its capacity, in slots */
     heap_snapshot *next;  /* the backend's live list: the task thread only */
     heap_snapshot *rnext; /* the released stack: the releasing thread writes it */
