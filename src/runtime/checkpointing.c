@@ -114,8 +114,8 @@ static int write_op(sl__job *job, int64_t id, sl__io_op *op, sl__subtask_state *
     int rc = 0;
     for (int g = op->kg_start; g < op->kg_end && rc == 0; g++) {
         kg.len = 0;
-        if (op->snap && !as_files)
-            rc = sl__keyed_snapshot_write_kg(op->snap, g, &kg);
+        if (op->snap && !as_files && (rc = sl__keyed_snapshot_write_kg(op->snap, g, &kg)) == 0)
+            sl__keyed_snapshot_kg_written(op->snap, g); /* the task stops copying g's entries */
         if (rc == 0)
             rc = sl__state_writer_add_kg(w, g, kg.data, kg.len);
     }

@@ -643,6 +643,12 @@ int sl__keyed_snapshot_write_kg(sl__keyed_snapshot *s, int kg, sl__buf *out)
     return s->ops->write_kg(s, kg, out);
 }
 
+void sl__keyed_snapshot_kg_written(sl__keyed_snapshot *s, int kg)
+{
+    if (s && kg >= s->kg_start && kg < s->kg_end && s->ops->kg_written)
+        s->ops->kg_written(s, kg);
+}
+
 void sl__keyed_snapshot_release(sl__keyed_snapshot *s)
 {
     if (s)

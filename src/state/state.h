@@ -153,6 +153,11 @@ sl__keyed_snapshot *sl__keyed_backend_snapshot_begin(sl__keyed_backend *be);
  * the canonical format of sl__keyed_backend_snapshot_kg. Returns 0, SL_EINVAL or SL_ENOMEM
  * (RocksDB: or SL_EIO, logged with the directory and RocksDB's message). */
 int sl__keyed_snapshot_write_kg(sl__keyed_snapshot *s, int kg, sl__buf *out);
+/* The thread that writes s, after it wrote key group kg for the last time: s will not read
+ * kg again, so the task thread may change kg's entries in place instead of copying them for
+ * s (heap backend; a no-op for others). Optional: without it, write_kg may be called for a
+ * key group any number of times and always writes it as it was at begin(). */
+void sl__keyed_snapshot_kg_written(sl__keyed_snapshot *s, int kg);
 /* Any thread. Memory kept only for this snapshot is reclaimed by the task thread at a later
  * backend call, or by sl__keyed_backend_destroy (which must come after every release). */
 void sl__keyed_snapshot_release(sl__keyed_snapshot *s);

@@ -679,6 +679,7 @@ typedef struct sl__backend_ops {
  * generic functions in state.c check kg against it). */
 typedef struct sl__snapshot_ops {
     int (*write_kg)(sl__keyed_snapshot *s, int key_group, sl__buf *out);
+    void (*kg_written)(sl__keyed_snapshot *s, int key_group); /* optional */
     void (*release)(sl__keyed_snapshot *s);
     /* Optional (NULL: the snapshot is written by key group): a snapshot made of files, see
      * sl__keyed_snapshot_files and sl__keyed_snapshot_set_uploaded in state.h. */

@@ -523,6 +523,37 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* The synchronous snapshot of p's backend into *ref, then an asynchronous one begun at the
+ * same state. */
+static sl__keyed_snapshot *begin_with_ref(pair *p, kgbytes *ref)
+{
+    *ref = sync_snapshot(p->be);
+    sl__keyed_snapshot *s = sl__keyed_backend_snapshot_begin(p->be);
+    CHECK(s);
+    return s;
+}
+
+/* Writes every key's count, one map pair and (list) one list element, on both backends. */
+static void rewrite_every_key(pair *p, int64_t nkeys, int64_t salt, bool list_add)
+{
+    for (int64_t id = 0; id < nkeys; id++) {
+        for (int i = 0; i < 2; i++) {
+            sl__keyed_backend *be = i ? p->control : p->be;
+            sl_state **st = i ? p->cst : p->st;
+            use_key(be, id);
+            sl_value v = SL_I64(id + salt);
+            CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
+            sl_value k = sl_str("w0");
+            CHECK_EQ_INT(sl_map_put(st[S_SEEN], &k, &v), 0);
+            sl_value rows[2] = {sl_str("x"), v};
+            if (list_add)
+                CHECK_EQ_INT(sl_list_add(st[S_EVENTS], rows), 0);
+            else
+                CHECK_EQ_INT(sl_list_update(st[S_EVENTS], rows, 1), 0);
+        }
+    }
+}
+
 /* ---- tests ------------------------------------------------------------------------------ */
 
 /* One snapshot, written over and over by another thread while the task thread mutates
@@ -531,9 +562,8 @@ TEST(snapshot_under_heavy_mutation)
 {
     enum { M = 32, NKEYS = 4000 };
     pair p = make_pair(M, NKEYS);
-    kgbytes ref = sync_snapshot(p.be);
-    sl__keyed_snapshot *s = sl__keyed_backend_snapshot_begin(p.be);
-    CHECK(s);
+    kgbytes ref;
+    sl__keyed_snapshot *s = begin_with_ref(&p, &ref);
     CHECK_EQ_INT(test_live_snapshots(p.be), 1);
     kgbytes out = {.m = M, .kg = calloc(M, sizeof(sl__buf))};
     atomic_bool stop = false;
@@ -612,6 +642,52 @@ static void overlapping(int n, const int *order, uint64_t seed)
     check_same_backends(p.be, p.control);
     for (int i = 0; i < n; i++)
         kgbytes_free(&ref[i]);
+    free_pair(&p);
+}
+
+/* Key groups the writer has declared written (sl__keyed_snapshot_kg_written) are changed in
+ * place: the snapshot still writes the others as they were at begin(), the live contents
+ * stay right, and on the heap no entry of a written key group is copied any more. */
+TEST(written_key_groups_change_in_place)
+{
+    enum { M = 32, NKEYS = 4000 };
+    pair p = make_pair(M, NKEYS);
+    kgbytes ref, out = {.m = M, .kg = calloc(M, sizeof(sl__buf))};
+    sl__keyed_snapshot *s = begin_with_ref(&p, &ref);
+    for (int kg = 0; kg < M / 2; kg++) {
+        CHECK_EQ_INT(sl__keyed_snapshot_write_kg(s, kg, &out.kg[kg]), 0);
+        check_same_bytes(&out.kg[kg], &ref.kg[kg], kg, "written before the changes");
+        sl__keyed_snapshot_kg_written(s, kg);
+    }
+    sl__keyed_snapshot_kg_written(s, M);  /* out of range: ignored */
+    sl__keyed_snapshot_kg_written(s, -1); /* likewise */
+    /* changes and inserts in every key group */
+    both(&p, (ops){.rng = 21, .nkeys = NKEYS, .next_new = NKEYS, .insert_pct = 10}, 20000);
+    for (int kg = M / 2; kg < M; kg++) {
+        CHECK_EQ_INT(sl__keyed_snapshot_write_kg(s, kg, &out.kg[kg]), 0);
+        check_same_bytes(&out.kg[kg], &ref.kg[kg], kg, "written after the changes");
+        sl__keyed_snapshot_kg_written(s, kg);
+    }
+    check_same_backends(p.be, p.control);
+    /* every key group written: changing existing keys' values, lists and maps copies
+     * nothing (a removal still waits for the release to be freed) */
+    size_t deferred = on_rocksdb() ? 0 : stats(p.be).deferred;
+    CHECK(on_rocksdb() || deferred > 0); /* the second half's changes were copied */
+    rewrite_every_key(&p, NKEYS, 1000000, true);
+    if (!on_rocksdb())
+        CHECK_EQ_INT(stats(p.be).deferred, deferred);
+    check_same_backends(p.be, p.control);
+    sl__keyed_snapshot_release(s);
+    run_ops(p.be, p.st, (ops){.rng = 23, .nkeys = NKEYS}, 10);
+    run_ops(p.control, p.cst, (ops){.rng = 23, .nkeys = NKEYS}, 10);
+    check_reclaimed(p.be, p.control);
+    /* what was written restores to the contents at begin() */
+    sl__keyed_backend *f = restore_fresh(&out, NULL);
+    for (int kg = 0; kg < M; kg++)
+        check_same_contents(&out.kg[kg], &ref.kg[kg], kg);
+    sl__keyed_backend_destroy(f);
+    kgbytes_free(&out);
+    kgbytes_free(&ref);
     free_pair(&p);
 }
 
@@ -736,19 +812,7 @@ TEST(memory_reclaimed_after_release)
         pthread_t t;
         CHECK_EQ_INT(pthread_create(&t, NULL, writer_main, &w), 0);
         /* every key's count and map are rewritten, plus a random mix without inserts */
-        for (int64_t id = 0; id < NKEYS; id++) {
-            for (int i = 0; i < 2; i++) {
-                sl__keyed_backend *be = i ? p.control : p.be;
-                sl_state **st = i ? p.cst : p.st;
-                use_key(be, id);
-                sl_value v = SL_I64(id + round);
-                CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
-                sl_value k = sl_str("w0");
-                CHECK_EQ_INT(sl_map_put(st[S_SEEN], &k, &v), 0);
-                sl_value rows[2] = {sl_str("x"), SL_I64(round)};
-                CHECK_EQ_INT(sl_list_update(st[S_EVENTS], rows, 1), 0);
-            }
-        }
+        rewrite_every_key(&p, NKEYS, round, false);
         both(&p, (ops){.rng = 1000 + (uint64_t)round, .nkeys = NKEYS}, 5000);
         CHECK_EQ_INT(pthread_join(t, NULL), 0);
         check_reclaimed(p.be, p.control);
@@ -912,8 +976,8 @@ TEST(timing_begin_vs_sync_snapshot)
 int main(int argc, char **argv)
 {
     return RUN_BACKENDS(
-        argc, argv, snapshot_under_heavy_mutation, two_overlapping_snapshots_any_release_order,
-        three_overlapping_snapshots_any_release_order, release_before_write,
-        restore_while_snapshot_live, memory_reclaimed_after_release, version_wrap_around,
-        begin_out_of_memory, empty_backends, timing_begin_vs_sync_snapshot);
+        argc, argv, snapshot_under_heavy_mutation, written_key_groups_change_in_place,
+        two_overlapping_snapshots_any_release_order, three_overlapping_snapshots_any_release_order,
+        release_before_write, restore_while_snapshot_live, memory_reclaimed_after_release,
+        version_wrap_around, begin_out_of_memory, empty_backends, timing_begin_vs_sync_snapshot);
 }
