@@ -7,8 +7,8 @@
 #
 # Sizes (environment): BENCH_EVENTS (Nexmark events per throughput run at p=1: 20000000, about
 # 3 s, so that a run takes a few checkpoints; p=2 runs take 1.5 times as many),
-# BENCH_REPEAT (interleaved repeats, medians: 3; the 100 K word count, whose runs are
-# shorter and vary more: BENCH_WC_REPEAT, 5), BENCH_LATENCY_SECONDS (length of each paced
+# BENCH_REPEAT (interleaved repeats, medians: 3; the word counts, whose runs are short and
+# vary more: BENCH_WC_REPEAT, 5), BENCH_LATENCY_SECONDS (length of each paced
 # latency run: 3), BENCH_WORDS (word count words: 10000000), BENCH_WC_BIG_WORDS (words of the
 # 10 M-vocabulary word count: 10000000), BENCH_KEYS (state memory keys: 10000000),
 # BENCH_PROFILE=0 skips perf. BUILD (build directory: build), BENCH_OUT (raw logs and data:
@@ -133,7 +133,7 @@ step "word count 100K p=2" "$OUT/wc-100k-p2.log" \
     "$BIN/bench_word_count" --words "$WORDS" --vocab 100000 -p 2 "${WC[@]}"
 step "word count 10M p=1" "$OUT/wc-10m-p1.log" \
     "$BIN/bench_word_count" --words "$WC_BIG_WORDS" --vocab 10000000 -p 1 --mode streaming \
-    --checkpoints both --repeat "$REPEAT" --csv "$OUT/wordcount.tsv"
+    --checkpoints both --repeat "$WC_REPEAT" --csv "$OUT/wordcount.tsv"
 
 step "state memory" "$OUT/state-memory.log" \
     "$BIN/bench_state_memory" --keys "$KEYS" --key i64 --csv "$OUT/memory.tsv"
