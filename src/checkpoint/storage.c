@@ -360,6 +360,13 @@ static int remove_tree(const char *path)
     return remove_tree_at(AT_FDCWD, path);
 }
 
+/* Another descriptor of the directory fd, through the file operations (so that fault
+ * injection sees the directory's own path). The descriptor, or -1 with errno. */
+static int reopen_dir(int fd)
+{
+    return sl__file_ops_current->openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+}
+
 /* Opens the directory name in dirfd through the file operations (never through a symbolic
  * link). The descriptor, or -1 with errno. */
 static int open_dir_at(int dirfd, const char *name)
@@ -941,6 +948,7 @@ struct sl__state_writer {
     char *path; /* for messages and unlink: the full path, or "memory:chk-<N>/<name>" */
     char *dir;  /* chk-<N> (disk) */
     int fd;     /* -1 until the file is created (lazily: an empty state makes no file) */
+    int dfd;    /* a copy of chk-<N>'s descriptor once the file is created, to discard it */
     bool created;
     uint8_t *buf; /* disk: WRITE_BUF_SIZE bytes pending; memory: the whole file */
     size_t blen, bcap;
@@ -1040,8 +1048,11 @@ static int writer_create(sl__state_writer *w)
             wfail(w, rc, "cannot create checkpoint directory %s: %s", w->dir, OSERR(-r));
         }
         if (rc == 0) {
-            w->fd = sl__file_ops_current->openat(o->dfd, w->name,
-                                                 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            w->dfd = fcntl(o->dfd, F_DUPFD_CLOEXEC, 0);
+            w->fd = w->dfd < 0
+                        ? -1
+                        : sl__file_ops_current->openat(
+                              o->dfd, w->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
             if (w->fd < 0) {
                 int e = errno;
                 rc = SL_EIO;
@@ -1148,6 +1159,8 @@ static void writer_free(sl__state_writer *w)
     sl__free(w->name);
     sl__free(w->path);
     sl__free(w->dir);
+    if (w->dfd >= 0)
+        close(w->dfd);
     sl__free(w);
 }
 
@@ -1173,7 +1186,7 @@ sl__state_writer *sl__state_writer_open(sl__storage *st, int64_t id, const char 
     w->kg_start = kg_start;
     w->kg_end = kg_end;
     w->uid_len = strlen(uid);
-    w->fd = -1;
+    w->fd = w->dfd = -1;
     w->name = state_file_name(uid, subtask);
     w->off = sl__calloc((size_t)(kg_end - kg_start + 1), sizeof *w->off);
     w->xx = XXH3_createState();
@@ -1269,15 +1282,16 @@ int sl__state_writer_set_operator(sl__state_writer *w, const uint8_t *p, size_t 
     return w->rc;
 }
 
-/* Removes what the writer created (the file, or nothing in memory). */
+/* Removes what the writer created (the file, or nothing in memory), in the directory it
+ * was created in. */
 static void writer_discard(sl__state_writer *w)
 {
     if (w->fd >= 0) {
         sl__file_ops_current->close(w->fd);
         w->fd = -1;
     }
-    if (w->created)
-        unlink(w->path);
+    if (w->created && w->dfd >= 0)
+        unlinkat(w->dfd, w->name, 0);
 }
 
 int sl__state_writer_close(sl__state_writer *w, sl__subtask_state *out, char *err, size_t cap)
@@ -1533,8 +1547,10 @@ static int store_file(sl__storage *st, int64_t id, const char *dir, const char *
     snprintf(dst, sizeof dst, "%s/%s", st->job_dir, rel);
     /* the checkpoint's directory is made (or the copy refused) under the lock, as for state
      * files, so nothing is created in a directory an abort removed */
-    int rc = 0, dfd = AT_FDCWD; /* a file of chk-<id> is created through its descriptor */
-    const char *dname = dst;
+    /* created through the checkpoint's descriptors: a file of chk-<id> in it, a shared/
+     * file in the job directory it was made in */
+    int rc = 0, dfd = -1;
+    const char *dname = shared ? rel : strchr(rel, '/') + 1;
     lock(st);
     open_ckpt *o = open_entry(st, id, true);
     if (!o) {
@@ -1543,25 +1559,24 @@ static int store_file(sl__storage *st, int64_t id, const char *dir, const char *
     } else if (!accepting(st, id)) {
         rc = SL_ECANCELED;
         seterr(err, cap, "checkpoint %" PRId64 " was aborted or subsumed; %s not written", id, dst);
-    } else if (!shared) {
+    } else {
         int r = chk_dir_ready(st, o);
-        /* a duplicate: an abort may close o->dfd while the copy runs outside the lock */
-        if (r == 0 && (dfd = fcntl(o->dfd, F_DUPFD_CLOEXEC, 0)) < 0)
+        /* another descriptor: an abort may close the entry's while the copy runs outside
+         * the lock */
+        if (r == 0 && (dfd = reopen_dir(shared ? o->jfd : o->dfd)) < 0)
             r = -errno;
         if (r < 0) {
             rc = SL_EIO;
             seterr(err, cap, "cannot create checkpoint directory %s/chk-%" PRId64 ": %s",
                    st->job_dir, id, OSERR(-r));
         }
-        dname = strchr(rel, '/') + 1;
     }
     unlock(st);
     if (rc < 0)
         return rc;
     bool src_side;
     int r = copy_file(src, dfd, dname, size, sum, &src_side);
-    if (dfd != AT_FDCWD)
-        close(dfd);
+    sl__file_ops_current->close(dfd);
     if (r < 0) {
         seterr(err, cap, "cannot %s %s: %s", src_side ? "read" : "write", src_side ? src : dst,
                OSERR(-r));
@@ -2517,7 +2532,7 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
     }
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/chk-%" PRId64, st->job_dir, m->id);
-    int jfd = -1, dfd = -1; /* owned from here: the checkpoint ends in this call */
+    int jfd = -1, dfd = -1; /* copies of the entry's: it keeps its own for late writers */
     if (rc == 0 && st->memory) {
         char key[48];
         snprintf(key, sizeof key, "chk-%" PRId64 "/_metadata", m->id);
@@ -2530,12 +2545,11 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
         DECL_OSERR;
         o = open_entry(st, m->id, true);
         int r = o ? chk_dir_ready(st, o) : -ENOMEM;
+        if (r == 0 && ((jfd = reopen_dir(o->jfd)) < 0 || (dfd = reopen_dir(o->dfd)) < 0))
+            r = -errno;
         if (r < 0) {
             rc = r == -ENOMEM ? SL_ENOMEM : SL_EIO;
             seterr(err, cap, "cannot create checkpoint directory %s: %s", dir, OSERR(-r));
-        } else {
-            jfd = o->jfd, dfd = o->dfd;
-            o->jfd = o->dfd = -1;
         }
     }
     unlock(st);
@@ -2560,8 +2574,10 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
                 i++;
                 continue;
             }
-            if (oi->dfd >= 0) /* subsumed while in progress: it can never complete */
+            if (oi->dfd >= 0 && oi->id < m->id) /* subsumed in progress: can never complete */
                 open_remove_dir(st, oi);
+            else
+                open_close_dirs(oi);
             *oi = st->open[--st->nopen];
         }
         /* subsume: keep num_retained checkpoints (savepoints are never deleted, and kept in
@@ -2594,12 +2610,7 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
         if (st->memory) {
             mem_remove_checkpoint(st, m->id);
         } else if (ab) {
-            if (jfd >= 0) { /* removed where it was written */
-                open_close_dirs(ab);
-                ab->jfd = jfd, ab->dfd = dfd;
-                jfd = dfd = -1;
-            }
-            open_remove_dir(st, ab);
+            open_remove_dir(st, ab); /* where it was written, when this storage made it */
         } else {
             int r = jfd >= 0 ? remove_tree_at(jfd, strrchr(dir, '/') + 1) : remove_tree(dir);
             if (r < 0)
@@ -2682,8 +2693,11 @@ void sl__storage_discard_all(sl__storage *st)
         pthread_mutex_unlock(&st->complete_mu);
         return;
     }
-    for (int i = 0; i < st->nopen; i++)
-        open_close_dirs(&st->open[i]);
+    for (int i = 0; i < st->nopen; i++) { /* in progress: removed where they were made */
+        st->open[i].aborted = true;
+        if (st->open[i].dfd >= 0)
+            open_remove_dir(st, &st->open[i]);
+    }
     /* retained checkpoints, and chk-<N> without a _metadata (aborted or interrupted);
      * savepoints and completed checkpoints this storage does not list stay */
     DIR *d = opendir(st->job_dir);

@@ -987,8 +987,9 @@ static struct {
     int fsync_errno;
     int rename_errno;
     int mkdir_errno;
-    size_t chunk; /* short writes: at most this many bytes per call */
-    bool tear;    /* write half, report all */
+    size_t chunk;            /* short writes: at most this many bytes per call */
+    bool tear;               /* write half, report all */
+    void (*on_rename)(void); /* called before a rename the faults apply to */
 } fi;
 static char fd_path[1024][512];
 
@@ -1010,6 +1011,8 @@ static const char *fi_path(int dirfd, const char *name)
     static _Thread_local char path[sizeof fd_path[0]];
     if (dirfd == AT_FDCWD || dirfd < 0 || dirfd >= 1024)
         return name;
+    if (!strcmp(name, "."))
+        return fd_path[dirfd];
     if (snprintf(path, sizeof path, "%s/%s", fd_path[dirfd], name) >= (int)sizeof path)
         FAIL_AT("path too long for the fault injection table");
     return path;
@@ -1064,6 +1067,8 @@ static int fi_close(int fd)
 
 static int fi_renameat(int dirfd, const char *from, const char *to)
 {
+    if (fi.on_rename && fi_path_applies(fi_path(dirfd, from)))
+        fi.on_rename();
     if (fi.rename_errno && fi_path_applies(fi_path(dirfd, from))) {
         errno = fi.rename_errno;
         return -1;
@@ -1231,6 +1236,15 @@ static int write_states(sl__storage *st, ckpt *c, int64_t id, int par, char *err
     return rc;
 }
 
+static void must_write_states_only(sl__storage *st, int64_t id)
+{
+    ckpt c;
+    char err[1024] = "";
+    if (write_states(st, &c, id, 2, err, sizeof err) != 0)
+        FAIL_AT("states of checkpoint %lld: %s", (long long)id, err);
+    ckpt_free(&c);
+}
+
 TEST(job_dir_moved_while_checkpointing)
 {
     sl__storage *st = must_create(tmp_dir(), 1);
@@ -1286,6 +1300,69 @@ TEST(job_dir_moved_while_checkpointing)
     must_write_ckpt(st, 6, 2);
     check_ckpt(st, chk_path(6), 6, 2);
     CHECK(!exists(chk_path(2)));
+    sl__storage_destroy(st);
+}
+
+/* A writer of checkpoint 2 that is still writing while checkpoint 2 completes (the
+ * completion has the directory already: the late file lands beside the others and the
+ * checkpoint stays whole). */
+static sl__storage *late_st;
+
+static void late_writer(void)
+{
+    char err[512];
+    sl__state_writer *w = sl__state_writer_open(late_st, 2, "late", 0, 0, 0, err, sizeof err);
+    CHECK(w != NULL);
+    static const uint8_t op[] = "late operator state";
+    CHECK_EQ_INT(sl__state_writer_set_operator(w, op, sizeof op), 0);
+    sl__subtask_state s;
+    CHECK_EQ_INT(sl__state_writer_close(w, &s, err, sizeof err), 0);
+    sl__subtask_state_free(&s);
+}
+
+TEST(writer_during_completion)
+{
+    sl__storage *st = late_st = must_create(tmp_dir(), 1);
+    char err[1024] = "";
+    ckpt c;
+    CHECK_EQ_INT(write_states(st, &c, 2, 2, err, sizeof err), 0);
+    fi_on();
+    fi.match = "_metadata";
+    fi.on_rename = late_writer;
+    int rc = sl__storage_complete(st, &c.m, err, sizeof err);
+    fi_off();
+    ckpt_free(&c);
+    if (rc != 0)
+        FAIL_AT("checkpoint 2: %s", err);
+    CHECK(exists(fmt("%s/late-0.state", chk_path(2))));
+    check_ckpt(st, chk_path(2), 2, 2);
+    sl__storage_destroy(st);
+}
+
+/* A state file is discarded, and a discarded storage's checkpoints in progress removed, in
+ * the directory they were written to, even when another job directory has taken its
+ * place (whose debris, a chk-<N> without _metadata, discard_all removes too). */
+TEST(discards_follow_the_directory)
+{
+    sl__storage *st = must_create(tmp_dir(), 1);
+    const char *job = fmt("%s/" JOB, tmp_dir()), *moved = fmt("%s/" JOB ".away", tmp_dir());
+    char err[1024];
+    sl__state_writer *w = sl__state_writer_open(st, 1, "keyed", 0, 0, 4, err, sizeof err);
+    CHECK(w != NULL);
+    static uint8_t big[100000];
+    CHECK_EQ_INT(sl__state_writer_add_kg(w, 0, big, sizeof big), 0); /* the file exists */
+    CHECK(exists(fmt("%s/keyed-0.state", chk_path(1))));
+    /* another job directory, with a file of the same name, at the configured path */
+    CHECK(rename(job, moved) == 0);
+    CHECK(mkdir(job, 0777) == 0 && mkdir(chk_path(1), 0777) == 0);
+    spit(fmt("%s/keyed-0.state", chk_path(1)), (const uint8_t *)"keep", 4);
+    sl__state_writer_abort(w);
+    CHECK(!exists(fmt("%s/chk-1/keyed-0.state", moved)));
+    CHECK(exists(fmt("%s/keyed-0.state", chk_path(1))));
+    /* a checkpoint in progress in the moved directory, then the storage discarded */
+    must_write_states_only(st, 2);
+    sl__storage_discard_all(st);
+    CHECK(!exists(fmt("%s/chk-2", moved)));
     sl__storage_destroy(st);
 }
 
@@ -1633,8 +1710,8 @@ int main(int argc, char **argv)
         paths_that_are_not_checkpoints, create_errors_name_the_directory, enospc_on_a_state_file,
         enospc_leaves_no_partial_file, enospc_on_metadata, eio_on_state_file_fsync,
         eio_on_metadata_fsync, eio_on_directory_fsync, failing_rename, failing_mkdir,
-        job_dir_moved_while_checkpointing, short_writes_are_completed,
-        torn_writes_are_detected_on_load, aborts_on_disk, aborts_in_memory,
-        concurrent_writers_on_disk, concurrent_writers_in_memory, json_is_valid,
+        job_dir_moved_while_checkpointing, writer_during_completion, discards_follow_the_directory,
+        short_writes_are_completed, torn_writes_are_detected_on_load, aborts_on_disk,
+        aborts_in_memory, concurrent_writers_on_disk, concurrent_writers_in_memory, json_is_valid,
         allocation_failures);
 }
