@@ -547,24 +547,30 @@ static void open_close_dirs(open_ckpt *o)
     o->jfd = o->dfd = -1;
 }
 
-/* Under st->mu. Removes chk-<id> of the entry (made by this storage: through its
- * descriptors, wherever the job directory is now; otherwise by path) and closes the
- * descriptors. */
-static void open_remove_dir(sl__storage *st, open_ckpt *o)
+/* Removes chk-<id>: through jfd, the job directory it was made in, when that is known
+ * (>= 0), else at the configured path. A failure is logged as event. 0 or -errno. */
+static int remove_chk(const sl__storage *st, int jfd, int64_t id, const char *event)
 {
     char name[32];
-    snprintf(name, sizeof name, "chk-%" PRId64, o->id);
+    snprintf(name, sizeof name, "chk-%" PRId64, id);
     int r;
-    if (o->jfd >= 0) {
-        r = remove_tree_at(o->jfd, name);
+    if (jfd >= 0) {
+        r = remove_tree_at(jfd, name);
     } else {
         char dir[PATH_MAX];
         snprintf(dir, sizeof dir, "%s/%s", st->job_dir, name);
         r = remove_tree(dir);
     }
     if (r < 0)
-        SL_WARN("event=checkpoint_cleanup_failed dir=%s/%s error=\"%s\"", st->job_dir, name,
-                strerror(-r));
+        SL_WARN("event=%s dir=%s/%s error=\"%s\"", event, st->job_dir, name, strerror(-r));
+    return r;
+}
+
+/* Under st->mu. Removes the entry's chk-<id> (remove_chk: where this storage made it) and
+ * closes its descriptors. */
+static void open_remove_dir(sl__storage *st, open_ckpt *o)
+{
+    remove_chk(st, o->jfd, o->id, "checkpoint_cleanup_failed");
     open_close_dirs(o);
 }
 
@@ -1048,7 +1054,7 @@ static int writer_create(sl__state_writer *w)
             wfail(w, rc, "cannot create checkpoint directory %s: %s", w->dir, OSERR(-r));
         }
         if (rc == 0) {
-            w->dfd = fcntl(o->dfd, F_DUPFD_CLOEXEC, 0);
+            w->dfd = reopen_dir(o->dfd);
             w->fd = w->dfd < 0
                         ? -1
                         : sl__file_ops_current->openat(
@@ -1160,7 +1166,7 @@ static void writer_free(sl__state_writer *w)
     sl__free(w->path);
     sl__free(w->dir);
     if (w->dfd >= 0)
-        close(w->dfd);
+        sl__file_ops_current->close(w->dfd);
     sl__free(w);
 }
 
@@ -1546,9 +1552,9 @@ static int store_file(sl__storage *st, int64_t id, const char *dir, const char *
     char dst[PATH_MAX];
     snprintf(dst, sizeof dst, "%s/%s", st->job_dir, rel);
     /* the checkpoint's directory is made (or the copy refused) under the lock, as for state
-     * files, so nothing is created in a directory an abort removed */
-    /* created through the checkpoint's descriptors: a file of chk-<id> in it, a shared/
-     * file in the job directory it was made in */
+     * files, so nothing is created in a directory an abort removed; the file is created
+     * through the checkpoint's descriptors: a file of chk-<id> in it, a shared/ file in the
+     * job directory it was made in */
     int rc = 0, dfd = -1;
     const char *dname = shared ? rel : strchr(rel, '/') + 1;
     lock(st);
@@ -2449,11 +2455,11 @@ static int meta_parse(const uint8_t *p, size_t len, const char *label, sl__check
 
 /* ---- completing, aborting, retention -------------------------------------------------- */
 
-/* Writes _metadata of the checkpoint directory dir (for messages; dfd is its descriptor,
- * jfd the job directory's): temp file, fsync, rename, directory fsyncs, all through the
+/* Writes _metadata of st's checkpoint directory dir (named in messages; dfd is its
+ * descriptor, jfd the job directory's): temp file, fsync, rename, directory fsyncs, all through the
  * descriptors. On failure the message names the file and the temp file is gone. */
-static int write_metadata(int jfd, int dfd, const char *dir, const uint8_t *p, size_t n, char *err,
-                          size_t cap)
+static int write_metadata(const sl__storage *st, int jfd, int dfd, const char *dir,
+                          const uint8_t *p, size_t n, char *err, size_t cap)
 {
     DECL_OSERR;
     const sl__file_ops *ops = sl__file_ops_current;
@@ -2477,17 +2483,30 @@ static int write_metadata(int jfd, int dfd, const char *dir, const uint8_t *p, s
     if (r == 0 && ops->fsync(dfd) < 0)
         r = -errno, seterr(err, cap, "cannot fsync directory %s (after writing %s/_metadata): %s",
                            dir, dir, OSERR(-r));
-    if (r == 0 && ops->fsync(jfd) < 0) {
-        const char *slash = strrchr(dir, '/');
-        int len = slash ? (int)(slash - dir) : 1;
-        r = -errno, seterr(err, cap, "cannot fsync directory %.*s (after writing %s/_metadata): %s",
-                           len, slash ? dir : ".", dir, OSERR(-r));
-    }
+    if (r == 0 && ops->fsync(jfd) < 0)
+        r = -errno, seterr(err, cap, "cannot fsync directory %s (after writing %s/_metadata): %s",
+                           st->job_dir, dir, OSERR(-r));
     if (r < 0) {
         unlinkat(dfd, "_metadata.tmp", 0);
         return SL_EIO;
     }
     return 0;
+}
+
+/* Under st->mu: checkpoint id will not complete. Removes what was written of it and lets no
+ * straggler write more. */
+static void abandon(sl__storage *st, int64_t id)
+{
+    open_ckpt *o = open_entry(st, id, true);
+    if (o)
+        o->aborted = true;
+    shared_drop(st, id);
+    if (st->memory)
+        mem_remove_checkpoint(st, id);
+    else if (o)
+        open_remove_dir(st, o);
+    else /* out of memory for the entry */
+        remove_chk(st, -1, id, "checkpoint_cleanup_failed");
 }
 
 int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *err, size_t cap)
@@ -2554,7 +2573,7 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
     }
     unlock(st);
     if (rc == 0 && !st->memory)
-        rc = write_metadata(jfd, dfd, dir, e.b.data, e.b.len, err, cap);
+        rc = write_metadata(st, jfd, dfd, dir, e.b.data, e.b.len, err, cap);
     sl__buf_free(&e.b);
 
     int64_t *victims = NULL;
@@ -2602,32 +2621,14 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
             nvictims = 0;
         }
     } else if (rc != SL_EINVAL && rc != SL_ECANCELED) {
-        /* not complete: remove what was written, and let no straggler write more */
-        open_ckpt *ab = open_entry(st, m->id, true);
-        if (ab)
-            ab->aborted = true;
-        shared_drop(st, m->id);
-        if (st->memory) {
-            mem_remove_checkpoint(st, m->id);
-        } else if (ab) {
-            open_remove_dir(st, ab); /* where it was written, when this storage made it */
-        } else {
-            int r = jfd >= 0 ? remove_tree_at(jfd, strrchr(dir, '/') + 1) : remove_tree(dir);
-            if (r < 0)
-                SL_WARN("event=checkpoint_cleanup_failed dir=%s error=\"%s\"", dir, strerror(-r));
-        }
+        abandon(st, m->id);
     }
     unlock(st);
     /* subsumed checkpoints are deleted from the job directory this one was completed in */
-    for (int i = 0; i < nvictims; i++) {
-        char vd[PATH_MAX];
-        snprintf(vd, sizeof vd, "%s/chk-%" PRId64, st->job_dir, victims[i]);
-        int r = jfd >= 0 ? remove_tree_at(jfd, strrchr(vd, '/') + 1) : remove_tree(vd);
-        if (r < 0)
-            SL_WARN("event=checkpoint_delete_failed dir=%s error=\"%s\"", vd, strerror(-r));
-        else
-            SL_DEBUG("event=checkpoint_subsumed id=%" PRId64 " dir=%s", victims[i], vd);
-    }
+    for (int i = 0; i < nvictims; i++)
+        if (remove_chk(st, jfd, victims[i], "checkpoint_delete_failed") == 0)
+            SL_DEBUG("event=checkpoint_subsumed id=%" PRId64 " dir=%s/chk-%" PRId64, victims[i],
+                     st->job_dir, victims[i]);
     sl__free(victims);
     if (dfd >= 0)
         sl__file_ops_current->close(dfd);
@@ -2647,21 +2648,7 @@ void sl__storage_abort(sl__storage *st, int64_t id)
         SL_WARN("event=checkpoint_abort_ignored id=%" PRId64 " reason=\"already completed\"", id);
         return;
     }
-    open_ckpt *o = open_entry(st, id, true);
-    if (o)
-        o->aborted = true;
-    shared_drop(st, id);
-    if (st->memory) {
-        mem_remove_checkpoint(st, id);
-    } else if (o) {
-        open_remove_dir(st, o);
-    } else {
-        char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s/chk-%" PRId64, st->job_dir, id);
-        int r = remove_tree(dir);
-        if (r < 0)
-            SL_WARN("event=checkpoint_cleanup_failed dir=%s error=\"%s\"", dir, strerror(-r));
-    }
+    abandon(st, id);
     unlock(st);
 }
 
