@@ -5,6 +5,7 @@
 #include "core/log.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,19 @@ void *sl__xcalloc(size_t count, size_t size)
     void *p = calloc(count ? count : 1, size ? size : 1);
     if (!p)
         oom(count * size);
+    return p;
+}
+
+void *sl__xcalloc_lines(size_t count, size_t size)
+{
+    size_t n = (count ? count : 1) * (size ? size : 1);
+    if (size && n / size != (count ? count : 1))
+        oom(SIZE_MAX);
+    n = (n + SL_CACHE_LINE - 1) & ~(size_t)(SL_CACHE_LINE - 1);
+    void *p = aligned_alloc(SL_CACHE_LINE, n);
+    if (!p)
+        oom(n);
+    memset(p, 0, n);
     return p;
 }
 

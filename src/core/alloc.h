@@ -27,6 +27,15 @@ void *sl__xrealloc(void *p, size_t n);
 char *sl__xstrdup(const char *s);
 char *sl__xstrndup(const char *s, size_t n);
 
+/* The cache line size assumed for sl__xcalloc_lines. */
+#define SL_CACHE_LINE 64
+/* Zeroed memory for count items of size that starts on a cache line and fills whole lines,
+ * so nothing else shares them. For what one thread writes on the record path while the
+ * memory next to it belongs to another thread: otherwise the two threads take the line
+ * from each other on every record (false sharing), which costs the writer a cache miss per
+ * record and depends on where the allocator happened to put things. Freed with sl__free. */
+void *sl__xcalloc_lines(size_t count, size_t size);
+
 /* Resets the countdown from SLUICE_FAIL_ALLOC (tests only; no-op otherwise). */
 void sl__alloc_fail_reset(long nth);
 

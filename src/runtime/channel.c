@@ -24,7 +24,7 @@ sl__gate *sl__gate_create(int nchans, atomic_bool *cancelled, atomic_int *mail)
 
 static sl__buffer *buffer_new(size_t size)
 {
-    sl__buffer *b = sl__xmalloc(sizeof *b);
+    sl__buffer *b = sl__xcalloc_lines(1, sizeof *b); /* len: written per record */
     b->data = sl__xmalloc(size);
     b->cap = size;
     b->len = 0;

@@ -1,11 +1,14 @@
 /*
- * test_row.c - schema parsing, row serialization round trips and Flink-style formatting.
+ * test_row.c - schema parsing, row serialization round trips and Flink-style formatting; the
+ * cache-line allocations the runtime gives the rows and structures a thread writes per record.
  */
+#include "core/alloc.h"
 #include "core/hash.h"
 #include "core/row.h"
 #include "test.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 TEST(schema_parse_named_and_unnamed)
@@ -327,10 +330,29 @@ TEST(key_row_str_is_the_row_of_a_string_key)
     sl__schema_destroy(s);
 }
 
+/* sl__xcalloc_lines: zeroed, on a cache line, and the rest of its last line is its own (the
+ * whole rounded size is writable, which AddressSanitizer checks in make check). */
+TEST(line_allocations_own_whole_lines)
+{
+    static const size_t shapes[][2] = {{1, 1}, {3, sizeof(sl_value)}, {1, 65}, {0, 8}, {5, 64}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        size_t count = shapes[i][0], size = shapes[i][1];
+        size_t n = (count ? count : 1) * size;
+        size_t lines = (n + SL_CACHE_LINE - 1) / SL_CACHE_LINE * SL_CACHE_LINE;
+        uint8_t *p = sl__xcalloc_lines(count, size);
+        CHECK_EQ_INT((uintptr_t)p % SL_CACHE_LINE, 0);
+        for (size_t j = 0; j < n; j++)
+            CHECK_EQ_INT(p[j], 0);
+        memset(p, 0xab, lines);
+        sl__free(p);
+    }
+}
+
 int main(int argc, char **argv)
 {
     return RUN_TESTS(argc, argv, schema_parse_named_and_unnamed, schema_parse_errors,
                      row_round_trip, format_like_flink, row_shapes_match_the_format,
                      row_read_rejects_malformed_shapes, row_check_two_fields,
-                     copy_bytes_every_short_length, key_row_str_is_the_row_of_a_string_key);
+                     copy_bytes_every_short_length, key_row_str_is_the_row_of_a_string_key,
+                     line_allocations_own_whole_lines);
 }
