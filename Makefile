@@ -10,7 +10,7 @@
 #   make asan           unit and e2e tests under ASan+UBSan+LSan in build-asan/ (the e2e
 #                       tests run the sanitized programs and fail on any sanitizer report)
 #   make tsan           the unit tests under TSan in build-tsan/ (not part of check)
-#   make bench          setup, build, run the benchmarks (bench/report.sh: about 7 minutes on
+#   make bench          setup, build, run the benchmarks (bench/report.sh: about 8 minutes on
 #                       2 cores) and write bench/REPORT.md with its plots in bench/plots/
 #   make format         clang-format -i on every .c/.h under src include examples tests bench
 #   make format-check   fail, listing the files that `make format` would change

@@ -2,15 +2,16 @@
 # bench/report.sh - runs the benchmarks of the performance issue and writes bench/REPORT.md
 # with its plots in bench/plots/*.png. `make bench` builds, then runs this.
 #
-#   bench/report.sh                  the bounded default: about 7 minutes on 2 cores
+#   bench/report.sh                  the bounded default: about 8 minutes on 2 cores
 #   BENCH_QUICK=1 bench/report.sh    a smoke run of a minute (small sizes, one repeat)
 #
 # Sizes (environment): BENCH_EVENTS (Nexmark events per throughput run at p=1: 20000000, about
 # 3 s, so that a run takes a few checkpoints; p=2 runs take 1.5 times as many),
 # BENCH_REPEAT (interleaved repeats, medians: 3; the word counts, whose runs are short and
 # vary more: BENCH_WC_REPEAT, 5), BENCH_LATENCY_SECONDS (length of each paced
-# latency run: 3), BENCH_WORDS (word count words: 10000000), BENCH_WC_BIG_WORDS (words of the
-# 10 M-vocabulary word count: 10000000), BENCH_KEYS (state memory keys: 10000000),
+# latency run: 3), BENCH_WORDS (words of the 100 K-vocabulary word count: 60000000, about 4 s
+# at p=1, so that a run takes a few checkpoints), BENCH_WC_BIG_WORDS (words of the
+# 10 M-vocabulary word count: 10000000, about 2 s and one checkpoint mid-run), BENCH_KEYS (state memory keys: 10000000),
 # BENCH_PROFILE=0 skips perf. BUILD (build directory: build), BENCH_OUT (raw logs and data:
 # $BUILD/bench-report), BENCH_REPORT (the report: bench/REPORT.md).
 #
@@ -46,7 +47,7 @@ EVENTS=${BENCH_EVENTS:-20000000}
 EVENTS_P2=$((EVENTS * 3 / 2))
 REPEAT=${BENCH_REPEAT:-3}
 LAT_SECONDS=${BENCH_LATENCY_SECONDS:-3}
-WORDS=${BENCH_WORDS:-10000000}
+WORDS=${BENCH_WORDS:-60000000}
 WC_BIG_WORDS=${BENCH_WC_BIG_WORDS:-10000000}
 KEYS=${BENCH_KEYS:-10000000}
 PROFILE=${BENCH_PROFILE:-1}
