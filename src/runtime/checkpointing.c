@@ -177,6 +177,7 @@ static void run_io_job(sl__job *job, sl__io_job *j)
 static void *io_main(void *arg)
 {
     sl__job *job = arg;
+    pthread_setname_np(pthread_self(), "sluice-io");
     pthread_mutex_lock(&job->io_mu);
     for (;;) {
         while (!job->io_head && !job->io_stop)

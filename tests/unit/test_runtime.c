@@ -239,6 +239,37 @@ TEST(forward_edges_chain_rebalance_does_not)
     sl_env_destroy(env);
 }
 
+/* Each subtask's thread is named after its chain's head operator and its subtask (from 1),
+ * cut to Linux's 15 bytes before the subtask. thread_names[sink][subtask] */
+static char thread_names[2][2][16];
+
+static int name_sink_short(sl_ctx *ctx, const sl_value *in)
+{
+    (void)in;
+    return pthread_getname_np(pthread_self(), thread_names[0][sl_ctx_subtask(ctx)], 16) ? -1 : 0;
+}
+
+static int name_sink_long(sl_ctx *ctx, const sl_value *in)
+{
+    (void)in;
+    return pthread_getname_np(pthread_self(), thread_names[1][sl_ctx_subtask(ctx)], 16) ? -1 : 0;
+}
+
+TEST(threads_are_named_after_their_chain)
+{
+    sl_env *env = env_with("-p", "2");
+    sl_sink_fn a = {.invoke = name_sink_short}, b = {.invoke = name_sink_long};
+    sl_stream *s = sl_rebalance(sl_from_sequence(env, 1, 100));
+    sl_add_sink(s, "x", &a);
+    sl_add_sink(s, "a rather long name", &b);
+    CHECK_EQ_INT(sl_execute(env, "names"), 0);
+    CHECK_EQ_STR(thread_names[0][0], "Sink: x#1");
+    CHECK_EQ_STR(thread_names[0][1], "Sink: x#2");
+    CHECK_EQ_STR(thread_names[1][0], "Sink: a rathe#1");
+    CHECK_EQ_STR(thread_names[1][1], "Sink: a rathe#2");
+    sl_env_destroy(env);
+}
+
 static int subtask_tag(sl_ctx *ctx, const sl_value *in, sl_value *out)
 {
     out[0] = in[0];
@@ -458,12 +489,12 @@ TEST(slow_sink_backpressures_a_fast_source_and_sigint_cancels)
 
 int main(int argc, char **argv)
 {
-    return RUN_TESTS(argc, argv, sum_streaming_p1, sum_streaming_p4, sum_batch_p3_emits_final_only,
-                     automatic_mode_is_batch_for_bounded_sources, key_selector_and_min_max,
-                     sum_with_nulls_keeps_the_first_rows_fields,
-                     forward_edges_chain_rebalance_does_not, rebalance_spreads_and_union_merges,
-                     wider_producer_feeds_narrower_consumer, user_error_names_operator_and_subtask,
-                     emitting_the_wrong_type_fails_with_the_schema, builder_errors_are_clear,
-                     config_errors_are_clear,
-                     slow_sink_backpressures_a_fast_source_and_sigint_cancels);
+    return RUN_TESTS(
+        argc, argv, sum_streaming_p1, sum_streaming_p4, sum_batch_p3_emits_final_only,
+        automatic_mode_is_batch_for_bounded_sources, key_selector_and_min_max,
+        sum_with_nulls_keeps_the_first_rows_fields, forward_edges_chain_rebalance_does_not,
+        threads_are_named_after_their_chain, rebalance_spreads_and_union_merges,
+        wider_producer_feeds_narrower_consumer, user_error_names_operator_and_subtask,
+        emitting_the_wrong_type_fails_with_the_schema, builder_errors_are_clear,
+        config_errors_are_clear, slow_sink_backpressures_a_fast_source_and_sigint_cancels);
 }
