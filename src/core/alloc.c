@@ -111,7 +111,7 @@ void *sl__xcalloc(size_t count, size_t size)
 void *sl__xcalloc_lines(size_t count, size_t size)
 {
     size_t n = (count ? count : 1) * (size ? size : 1);
-    if (size && n / size != (count ? count : 1))
+    if ((size && n / size != (count ? count : 1)) || n > SIZE_MAX - SL_CACHE_LINE)
         oom(SIZE_MAX);
     n = (n + SL_CACHE_LINE - 1) & ~(size_t)(SL_CACHE_LINE - 1);
     void *p = aligned_alloc(SL_CACHE_LINE, n);
