@@ -315,7 +315,7 @@ if "commit" in machine:
 w("| sizes | %s |" % machine.get("sizes", "?"))
 w("")
 if steps:
-    w("The machine is shared with other sessions' builds and tests. While each step ran, other "
+    w("The machine is shared: other builds, tests and benchmarks may run on it. While each step ran, other "
       "processes used this share of the machine's CPU (from `/proc/stat`, less this run's "
       "own CPU time):")
     w("")
@@ -549,7 +549,7 @@ if "3" in missed_items:
           "dispatch and per-record state bookkeeping although q0 has no state. Checking a "
           "source's rows once per batch, skipping state bookkeeping for stateless chains and "
           "dispatching per buffer rather than per record would close it. At p=2 the two "
-          "cores are shared with the other sessions' processes (see the load table), so the "
+          "cores are shared with other processes (see the load table), so the "
           "wall-clock rate there says little." % (
               prof_share("q0", "benchmark"), prof_share("q0", "engine"), top_engine("q0")))
         w("")
