@@ -254,10 +254,16 @@ def ckpt_ratio(a, b):
     return b["paired_wall_ratio"] if b.get("paired_wall_ratio") else b["rate"] / a["rate"]
 
 
+def ckpt_measured(b):
+    """Whether a checkpoint completed during the runs with checkpoints: a run shorter than
+    the interval compares two runs doing the same work and measures nothing."""
+    return b["checkpoints_done"] >= 1
+
+
 for name, p, a, b in ckpt_rows:
     ratio = ckpt_ratio(a, b)
     what = "%s p=%d: throughput with checkpoints every 1 s / without" % (name, p)
-    if b["checkpoints_done"] < 1:  # a run shorter than the interval measures nothing
+    if not ckpt_measured(b):
         target("4", what, "%.2f" % ratio, ">= 0.95", False,
                "not measured: no checkpoint completed during the runs")
         continue
@@ -663,7 +669,7 @@ if "4" in missed_items:
 
     facts, jobs = [], set()
     for name, p, a, b in ckpt_rows:
-        if ckpt_ratio(a, b) >= 0.95 and b["checkpoints_done"] >= 1:
+        if ckpt_ratio(a, b) >= 0.95 and ckpt_measured(b):
             continue
         jobs.add(name)
         if name.startswith("word count"):
@@ -676,7 +682,7 @@ if "4" in missed_items:
         fact = "%s p=%d: %.2f wall (paired%s), %.2f per CPU-s%s" % (
             name, p, ckpt_ratio(a, b), spread, b["per_cpu"] / a["per_cpu"],
             ", others took %d %% of the CPUs meanwhile" % share if share is not None else "")
-        if b["checkpoints_done"] < 1:
+        if not ckpt_measured(b):
             fact += (", but no checkpoint completed during its runs (each was shorter than the "
                      "interval), so this measures nothing: raise BENCH_WORDS or BENCH_EVENTS")
         l0, l1 = lat.get((name, p, 0)), lat.get((name, p, 1))
@@ -741,8 +747,9 @@ if "4" in missed_items:
     big = [(a, b) for name, p, a, b in ckpt_rows if name.startswith("word count, 10 M")]
     if "word count, 10 M vocabulary" not in jobs and big:
         text += ("The 10 M-word count, whose mid-run checkpoint writes about 100 MB, met the "
-                 "target in this run (%.2f); in other interleaved runs of the same build its "
-                 "paired median of 3 was 0.91-0.92. " % ckpt_ratio(*big[0]) + WC10M_WHERE)
+                 "target in this run (%.2f); in other interleaved series of 5 pairs at "
+                 "562e5a7 (outside this report) its paired median was 0.90-0.93, so a pass "
+                 "is not a safe margin. " % ckpt_ratio(*big[0]) + WC10M_WHERE)
     if jobs - explained:
         text += ("For %s the state each checkpoint writes is small (q0-q2: the sources' "
                  "positions; the word count at 100 K: 100 K entries, a few MB), so a "

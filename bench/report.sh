@@ -11,8 +11,8 @@
 # vary more: BENCH_WC_REPEAT, 5), BENCH_LATENCY_SECONDS (length of each paced
 # latency run: 3), BENCH_WORDS (words of the 100 K-vocabulary word count: 60000000, about 4 s
 # at p=1, so that a run takes a few checkpoints), BENCH_WC_BIG_WORDS (words of the
-# 10 M-vocabulary word count: 10000000, about 2 s and one checkpoint mid-run), BENCH_KEYS (state memory keys: 10000000),
-# BENCH_PROFILE=0 skips perf. BUILD (build directory: build), BENCH_OUT (raw logs and data:
+# 10 M-vocabulary word count: 10000000, about 2 s and one checkpoint mid-run), BENCH_KEYS
+# (state memory keys: 10000000), BENCH_PROFILE=0 skips perf. BUILD (build directory: build), BENCH_OUT (raw logs and data:
 # $BUILD/bench-report), BENCH_REPORT (the report: bench/REPORT.md).
 #
 # What runs, in this order, each step in its own process:

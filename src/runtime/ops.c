@@ -225,10 +225,8 @@ static inline int write_hashed(sl__writer *w, sl_ctx *from, const sl_value *row)
 
 static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
 {
-    if (w->part == SL_PART_HASH) /* the keyed exchange, tested first: it is the hot one */
-        return write_hashed(w, from, row);
     switch (w->part) {
-    case SL_PART_HASH:
+    case SL_PART_HASH: /* the keyed exchange: the hot one */
         return write_hashed(w, from, row);
     case SL_PART_FORWARD:
         return write_to(w, w->chans[from->subtask], row, from->task);
