@@ -344,6 +344,9 @@ int sl__op_open(sl_ctx *ctx)
         ctx->agg_state = sl_keyed_state(ctx, &d);
         if (!ctx->agg_state)
             return SL_ESTATE;
+        ctx->agg_pair = n->kind == SL_NODE_AGG && n->agg == SL_AGG_SUM && n->schema->n == 2 &&
+                        n->agg_field == 1 && ctx->keyer.field == 0 &&
+                        (n->schema->types[1] == SL_I64 || n->schema->types[1] == SL_F64);
     }
     if (n->kind == SL_NODE_BROADCAST_CONNECT) {
         sl_state *st = sl__operator_broadcast_state(ctx->os, ctx, n->bcast.name,
@@ -452,7 +455,13 @@ static inline int aggregate(sl_ctx *ctx, const sl_value *row)
     int f = n->agg_field;
     if (n->agg == SL_AGG_SUM && row[f].type != SL_NULL) {
         sl_value *cur = ctx->out_row;
-        int added = sl__value_add(ctx->agg_state, f, &row[f], cur);
+        int added;
+        if (ctx->agg_pair) {
+            added = sl__value_add_last(ctx->agg_state, &row[1], &cur[1]);
+            cur[0] = row[0]; /* the key: the same bytes as the stored row's field 0 */
+        } else {
+            added = sl__value_add(ctx->agg_state, f, &row[f], cur);
+        }
         if (added < 0 || (added && is_batch(ctx)))
             return added < 0 ? added : 0;
         if (added)

@@ -66,7 +66,10 @@ struct sl_ctx {
     sl_value *key_view;     /* sl_ctx_current_key scratch */
     sl_value *out_row;      /* map / aggregation output scratch */
     sl_state *agg_state;    /* reduce and aggregations */
-    sl_state **bcast;       /* broadcast connect: the broadcast states */
+    /* A sum over a (key, number) pair keyed by the key: the stored row's other field is the
+     * record's key, so the sum reads and writes only the number (sl__value_add_last). */
+    bool agg_pair;
+    sl_state **bcast; /* broadcast connect: the broadcast states */
     int nbcast;
     bool opened;
     bool ended;

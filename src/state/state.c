@@ -848,14 +848,28 @@ int sl_value_update(sl_state *st, const sl_value *row)
     return put_value(st, st->schema, row);
 }
 
+/* The stored value row of the current scope, writable in place (copied first when a
+ * snapshot still reads it): 1, or 0 when there is none or the backend cannot do this. */
+static inline int value_ref(sl_state *st, uint8_t **p, size_t *n)
+{
+    return st->ops->value_ref ? st->ops->value_ref(st, p, n) : 0;
+}
+
+/* Adds delta (not null, of v's type) to v, wrapping for i64. */
+static inline void add_number(sl_value *v, const sl_value *delta)
+{
+    if (v->type == SL_I64)
+        v->u.i64 = (int64_t)((uint64_t)v->u.i64 + (uint64_t)delta->u.i64);
+    else
+        v->u.f64 += delta->u.f64;
+}
+
 int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out)
 {
     SL_ASSERT(st->kind == SL_STATE_VALUE && !st->readonly && delta->type == st->schema->types[f]);
     uint8_t *p;
     size_t n;
-    if (!st->ops->value_ref)
-        return 0;
-    int rc = st->ops->value_ref(st, &p, &n);
+    int rc = value_ref(st, &p, &n);
     if (rc <= 0)
         return rc;
     if ((rc = read_row(st, st->schema, p, n, out)) < 0)
@@ -863,16 +877,34 @@ int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out)
     sl_value *v = &out[f];
     if (v->type == SL_NULL)
         return 0;
-    if (v->type == SL_I64)
-        v->u.i64 = (int64_t)((uint64_t)v->u.i64 + (uint64_t)delta->u.i64);
-    else
-        v->u.f64 += delta->u.f64;
+    add_number(v, delta);
     /* f's 8 bytes end where the fields after it begin: counted from the row's end, that is
      * no work when f is the last field (a sum's usual shape) */
     size_t off = n - 8;
     for (int i = f + 1; i < st->schema->n; i++)
         off -= sl__value_size(&out[i]);
     memcpy(p + off, &v->u.i64, 8); /* as sl__row_write */
+    st->mod++;
+    return 1;
+}
+
+int sl__value_add_last(sl_state *st, const sl_value *delta, sl_value *sum)
+{
+    /* what the caller checked once, when it chose this path (ops.c, agg_pair): a VALUE
+     * state written by the task, f < 8, delta of f's type */
+    int f = st->schema->n - 1;
+    uint8_t *p;
+    size_t n;
+    int rc = value_ref(st, &p, &n);
+    if (rc <= 0)
+        return rc;
+    /* the stored row: a one-byte null bitmap, ..., f's 8 bytes last */
+    if (n < 9 || (p[0] >> f) & 1) /* f is null there (or the row is not a row) */
+        return 0;
+    sum->type = delta->type;
+    memcpy(&sum->u.i64, p + n - 8, 8); /* as sl__row_write: the value's 8 bytes */
+    add_number(sum, delta);
+    memcpy(p + n - 8, &sum->u.i64, 8);
     st->mod++;
     return 1;
 }
