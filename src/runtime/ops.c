@@ -449,7 +449,7 @@ static __attribute__((noinline)) int aggregate_row(sl_ctx *ctx, const sl_value *
 /* Aggregates row into the key's stored row and emits the result (STREAMING). The usual
  * case, a sum over a key seen before, adds in place, without a row round trip; inline in
  * process, and the rest (aggregate_row) out of line, so that it costs no call. */
-static inline int aggregate(sl_ctx *ctx, const sl_value *row)
+static inline __attribute__((always_inline)) int aggregate(sl_ctx *ctx, const sl_value *row)
 {
     const sl__node *n = ctx->node;
     int f = n->agg_field;
