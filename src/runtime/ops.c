@@ -653,6 +653,55 @@ static inline bool frame_key(const uint8_t *bytes, const sl_value *row, uint64_t
     return true;
 }
 
+/* A record of a keyed sum over (key, number) pairs (agg_pair), read and summed in one step:
+ * the row is the bitmap byte 0, the key's bytes and the number's 8, so the key row is the
+ * record's first bytes (as frame_key borrows it) and the number its last 8. Decodes the
+ * row into row, makes the key current, adds the number to the stored sum and emits the
+ * pair, as process would for this record; returns 1, or <0 when the operator failed.
+ * Returns 0 before doing anything when the record is not of that form (a null, or a key
+ * length not in its shortest form): process takes it. Inline in process_keyed_records:
+ * what it skips of process (the dispatch on the operator, the general row reader, the
+ * key's bounds found again) is what a record of a word count costs beyond its lookup. */
+static inline __attribute__((always_inline)) int sum_pair(sl_ctx *head, const sl__schema *s,
+                                                          const frame *f, uint64_t hash,
+                                                          int max_parallelism, sl_value *row,
+                                                          bool *borrowed)
+{
+    const uint8_t *p = f->row, *num = f->row_end - 8;
+    if (num - p < 2 || p[0] != 0)
+        return 0;
+    row[0].type = s->types[0];
+    if (s->types[0] == SL_STR || s->types[0] == SL_BYTES) {
+        uint64_t len;
+        const uint8_t *q = sl__varint_read(p + 1, num, &len);
+        if (!q || len != (uint64_t)(num - q) || q != p + 1 + sl__varint_size(len))
+            return 0;
+        row[0].u.s.ptr = (const char *)q;
+        row[0].u.s.len = len;
+    } else if (num - p == 9) { /* i64, f64 */
+        memcpy(&row[0].u.i64, p + 1, 8);
+    } else {
+        return 0;
+    }
+    row[1].type = s->types[1];
+    memcpy(&row[1].u.i64, num, 8);
+    if (sl__failpoint("task.record"))
+        return sl_fail(head, "failpoint task.record fired");
+    sl__keyed_backend_set_key_parts(head->kb, p, (size_t)(num - p), hash,
+                                    sl__key_group(hash, max_parallelism));
+    *borrowed = true;
+    sl_value *cur = head->out_row;
+    int rc = sl__value_add_last(head->agg_state, &row[1], &cur[1]);
+    if (rc == 0) {
+        rc = aggregate_row(head, row); /* the key's first record, or a null sum so far */
+    } else if (rc > 0 && !is_batch(head)) {
+        cur[0] = row[0]; /* the key: the same bytes as the stored row's field 0 */
+        rc = emit_checked(head, cur);
+    }
+    sl__state_end_call(head->kb, head->os);
+    return rc < 0 ? rc : 1;
+}
+
 /* After a buffer whose records' keys were borrowed from it (frame_key): the backend's
  * current key, which outlives the buffer (the buffer goes back to its producer), copied to
  * the keyer's own memory. */
@@ -686,6 +735,7 @@ static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__bu
     sl__keyed_backend *kb = input == 0 ? head->kb : NULL;
     int max_parallelism = t->job->g->max_parallelism;
     bool borrow = kb && frame_keys(&head->keyer, s);
+    bool pair = kb && head->agg_pair;
     const uint8_t *scan = b->data, *end = b->data + b->len; /* the next frame to read */
     frame ring[RING];
     uint64_t hashes[RING]; /* the frames' key hashes, in the same places */
@@ -718,6 +768,13 @@ static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__bu
         for (size_t i = first; i < last; i++) {
             const frame *f = &ring[i % RING];
             const uint64_t *hash = &hashes[i % RING];
+            if (pair) {
+                int rc = sum_pair(head, s, f, *hash, max_parallelism, row, borrowed);
+                if (rc < 0)
+                    return rc;
+                if (rc > 0)
+                    continue;
+            }
             if (sl__row_read(s, f->row, f->row_end, row) != f->row_end)
                 return malformed(t, head);
             if (sl__failpoint("task.record"))
