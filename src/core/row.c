@@ -463,13 +463,8 @@ const uint8_t *sl__row_read(const sl__schema *s, const uint8_t *p, const uint8_t
     return row_read_general(s, p, end, out);
 }
 
-int sl__row_check(const sl__schema *s, const sl_value *row)
+int sl__row_check_general(const sl__schema *s, const sl_value *row)
 {
-    if (s->shape >= SL__SHAPE2(SL__KIND_FIX8, SL__KIND_FIX8)) { /* two fields, unrolled */
-        if (row[0].type != s->types[0] && row[0].type != SL_NULL)
-            return 0;
-        return row[1].type != s->types[1] && row[1].type != SL_NULL ? 1 : -1;
-    }
     for (int i = 0; i < s->n; i++)
         if (row[i].type != s->types[i] && row[i].type != SL_NULL)
             return i;

@@ -156,6 +156,8 @@ static inline size_t keyed_row_size(const sl__writer *w, const sl_value *row, si
     const sl__schema *s = w->schema;
     if (w->keyer.field != 0 || s->n > 8)
         return 0;
+    if (s->n == 2) /* a (key, value) pair, the usual keyed record: no loop */
+        return row[1].type == SL_NULL ? 0 : kn + sl__value_size(&row[1]);
     size_t n = kn;
     for (int i = 1; i < s->n; i++) {
         if (row[i].type == SL_NULL)
@@ -186,8 +188,11 @@ static int write_keyed(sl__writer *w, sl__channel *ch, const sl_value *row, uint
     if (after_key) {
         sl__copy_bytes(p, w->keyer.buf, kn);
         p += kn;
-        for (int i = 1; i < s->n; i++)
-            p = sl__value_write(&row[i], p);
+        if (s->n == 2)
+            sl__value_write(&row[1], p);
+        else
+            for (int i = 1; i < s->n; i++)
+                p = sl__value_write(&row[i], p);
     } else {
         sl__row_write(s, row, p);
     }
@@ -282,15 +287,32 @@ static inline __attribute__((always_inline)) int emit_checked(sl_ctx *ctx, const
     return 0;
 }
 
-int sl_emit(sl_ctx *ctx, const sl_value *row)
+/* sl_emit of a row whose field bad does not have the schema's type. */
+static __attribute__((noinline, cold)) int emit_mistyped(sl_ctx *ctx, const sl_value *row, int bad)
 {
     const sl__schema *s = ctx->node->schema;
-    int bad = sl__row_check(s, row);
-    if (bad >= 0)
-        return sl_fail(ctx, "emitted field %d (%s) as %s; the operator's schema \"%s\" says %s",
-                       bad, s->names[bad], sl__type_name(row[bad].type), s->text,
-                       sl__type_name(s->types[bad]));
+    return sl_fail(ctx, "emitted field %d (%s) as %s; the operator's schema \"%s\" says %s", bad,
+                   s->names[bad], sl__type_name(row[bad].type), s->text,
+                   sl__type_name(s->types[bad]));
+}
+
+/* sl_emit of a checked row to other than one writer. */
+static __attribute__((noinline)) int emit_chained(sl_ctx *ctx, const sl_value *row)
+{
     return emit_checked(ctx, row);
+}
+
+/* User code calls this per row. Its usual case, the last operator of a chain emitting to
+ * the one edge that leaves it, ends in a jump to the writer, so that sl_emit has no frame
+ * of its own to build and tear down (every case in it did, when it held emit_checked). */
+int sl_emit(sl_ctx *ctx, const sl_value *row)
+{
+    int bad = sl__row_check(ctx->node->schema, row);
+    if (__builtin_expect(bad >= 0, 0))
+        return emit_mistyped(ctx, row, bad);
+    if (ctx->nouts == 1 && !ctx->outs[0].next)
+        return writer_write(ctx->outs[0].w, ctx, row);
+    return emit_chained(ctx, row);
 }
 
 /* ---- operator lifecycle and processing ---------------------------------------------- */
