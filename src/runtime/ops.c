@@ -369,6 +369,7 @@ int sl__op_open(sl_ctx *ctx)
         ctx->agg_pair = n->kind == SL_NODE_AGG && n->agg == SL_AGG_SUM && n->schema->n == 2 &&
                         n->agg_field == 1 && ctx->keyer.field == 0 &&
                         (n->schema->types[1] == SL_I64 || n->schema->types[1] == SL_F64);
+        ctx->agg_add_last = sl__value_add_last_fn_of(ctx->agg_state);
     }
     if (n->kind == SL_NODE_BROADCAST_CONNECT) {
         sl_state *st = sl__operator_broadcast_state(ctx->os, ctx, n->bcast.name,
@@ -479,7 +480,7 @@ static inline __attribute__((always_inline)) int aggregate(sl_ctx *ctx, const sl
         sl_value *cur = ctx->out_row;
         int added;
         if (ctx->agg_pair) {
-            added = sl__value_add_last(ctx->agg_state, &row[1], &cur[1]);
+            added = ctx->agg_add_last(ctx->agg_state, &row[1], &cur[1]);
             cur[0] = row[0]; /* the key: the same bytes as the stored row's field 0 */
         } else {
             added = sl__value_add(ctx->agg_state, f, &row[f], cur);
@@ -713,7 +714,7 @@ static inline __attribute__((always_inline)) int sum_pair(sl_ctx *head, const sl
                                     sl__key_group(hash, max_parallelism));
     *borrowed = true;
     sl_value *cur = head->out_row;
-    int rc = sl__value_add_last(head->agg_state, &row[1], &cur[1]);
+    int rc = head->agg_add_last(head->agg_state, &row[1], &cur[1]);
     if (rc == 0) {
         rc = aggregate_row(head, row); /* the key's first record, or a null sum so far */
     } else if (rc > 0 && !is_batch(head)) {

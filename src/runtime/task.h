@@ -69,7 +69,8 @@ struct sl_ctx {
     /* A sum over a (key, number) pair keyed by the key: the stored row's other field is the
      * record's key, so the sum reads and writes only the number (sl__value_add_last). */
     bool agg_pair;
-    sl_state **bcast; /* broadcast connect: the broadcast states */
+    sl__value_add_last_fn agg_add_last; /* agg_pair: sl__value_add_last_fn_of(agg_state) */
+    sl_state **bcast;                   /* broadcast connect: the broadcast states */
     int nbcast;
     bool opened;
     bool ended;

@@ -891,22 +891,22 @@ int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out)
 int sl__value_add_last(sl_state *st, const sl_value *delta, sl_value *sum)
 {
     /* what the caller checked once, when it chose this path (ops.c, agg_pair): a VALUE
-     * state written by the task, f < 8, delta of f's type */
-    int f = st->schema->n - 1;
+     * state written by the task, at most 8 fields, delta of the last one's type */
+    if (st->ops->value_add_last)
+        return st->ops->value_add_last(st, delta, sum);
     uint8_t *p;
     size_t n;
     int rc = value_ref(st, &p, &n);
     if (rc <= 0)
         return rc;
-    /* the stored row: a one-byte null bitmap, ..., f's 8 bytes last */
-    if (n < 9 || (p[0] >> f) & 1) /* f is null there (or the row is not a row) */
-        return 0;
-    sum->type = delta->type;
-    memcpy(&sum->u.i64, p + n - 8, 8); /* as sl__row_write: the value's 8 bytes */
-    add_number(sum, delta);
-    memcpy(p + n - 8, &sum->u.i64, 8);
-    st->mod++;
-    return 1;
+    rc = sl__row_add_last(p, n, st->schema->n - 1, delta, sum);
+    st->mod += rc;
+    return rc;
+}
+
+sl__value_add_last_fn sl__value_add_last_fn_of(const sl_state *st)
+{
+    return st->ops->value_add_last ? st->ops->value_add_last : sl__value_add_last;
 }
 
 /* ---- LIST ------------------------------------------------------------------------------- */

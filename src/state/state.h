@@ -175,6 +175,10 @@ int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out);
  * delta to f where the stored row ends and sets *sum to the new value, without reading the
  * rest of the row. The same returns: 1, 0 (then the caller goes the usual way), <0. */
 int sl__value_add_last(sl_state *st, const sl_value *delta, sl_value *sum);
+/* The function that does sl__value_add_last for st: the backend's own when it has one, so
+ * that a caller that keeps it makes one call per record. */
+typedef int (*sl__value_add_last_fn)(sl_state *st, const sl_value *delta, sl_value *sum);
+sl__value_add_last_fn sl__value_add_last_fn_of(const sl_state *st);
 /* ---- Snapshots made of files (RocksDB, state.backend.incremental) ------------------------
  *
  * An incremental RocksDB snapshot is a RocksDB checkpoint: a directory in the backend's

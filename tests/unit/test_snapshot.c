@@ -194,9 +194,13 @@ static void op_on(sl__keyed_backend *be, sl_state **st, uint64_t *r, int64_t id)
     char buf[512], w[8];
     switch (what) {
     case 0: /* value in place */
-    case 1:
         v = SL_I64((int64_t)rnd(r));
         CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
+        break;
+    case 1: /* the pair sum's add in place (a backend without one: an update) */
+        v = SL_I64((int64_t)(rnd(r) % 1000));
+        if (sl__value_add_last_fn_of(st[S_COUNT])(st[S_COUNT], &v, &sv[0]) == 0)
+            CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
         break;
     case 2: { /* a string that grows, past SL__SLAB_MAX, then shrinks again */
         size_t n = 1;

@@ -628,7 +628,7 @@ static int h_value_put(sl_state *st, const uint8_t *p, size_t n)
  * leaves the cache invalid, so checking it was wasted. A found entry is not remembered
  * either (the sum is done with the key); a missing one is, for the get and update that
  * insert it. */
-static int h_value_ref(sl_state *st, uint8_t **p, size_t *n)
+static inline __attribute__((always_inline)) int value_ref(sl_state *st, uint8_t **p, size_t *n)
 {
     reclaim_some((heap_backend *)st->be);
     pos at;
@@ -645,6 +645,23 @@ static int h_value_ref(sl_state *st, uint8_t **p, size_t *n)
         *p = sl__ent_value(e, n);
     }
     return 1;
+}
+
+static int h_value_ref(sl_state *st, uint8_t **p, size_t *n)
+{
+    return value_ref(st, p, n);
+}
+
+/* value_ref and the add in one call (state.h, sl__value_add_last). */
+static int h_value_add_last(sl_state *st, const sl_value *delta, sl_value *sum)
+{
+    uint8_t *p;
+    size_t n;
+    if (!value_ref(st, &p, &n))
+        return 0;
+    int rc = sl__row_add_last(p, n, st->schema->n - 1, delta, sum);
+    st->mod += rc;
+    return rc;
 }
 
 static int h_list_get(sl_state *st, const uint8_t **p, size_t *n)
@@ -786,6 +803,7 @@ static const sl__state_ops heap_state_ops = {
     .value_get = h_value_get,
     .value_put = h_value_put,
     .value_ref = h_value_ref,
+    .value_add_last = h_value_add_last,
     .list_get = h_list_get,
     .list_append = h_list_append,
     .list_set = h_list_set,
