@@ -260,6 +260,14 @@ static inline void sl__ent_view(const uint8_t *e, sl__ent *x)
 /* An entry's value and its length: the part of sl__ent_view a value read needs. */
 static inline uint8_t *sl__ent_value(uint8_t *e, size_t *vlen)
 {
+    /* the three lengths when each is one byte (below 128), read at once with the byte
+     * after them (an entry has at least 8 + 3 bytes, padded to 16); little-endian */
+    uint32_t hdr;
+    memcpy(&hdr, e + 8, 4);
+    if (!(hdr & 0x808080)) {
+        *vlen = (hdr >> 16) & 0xff;
+        return e + 11 + (hdr & 0xff) + ((hdr >> 8) & 0xff);
+    }
     size_t alen, blen;
     const uint8_t *p = sl__get_varint(e + 8, &alen);
     p = sl__get_varint(p, &blen);
