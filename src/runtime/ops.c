@@ -228,10 +228,49 @@ static inline int write_hashed(sl__writer *w, sl_ctx *from, const sl_value *row)
     return write_keyed(w, w->chans[target], row, hash, (size_t)kn, from->task);
 }
 
+/* write_hashed for a writer of (string key, 8-byte number) pairs (w->pair) and a row with
+ * neither null: the record is the key row (the bitmap byte 0, the string's length and
+ * bytes) and the number's 8 bytes, so it is framed without looking at the schema. With one
+ * consumer the key row is built in the channel's buffer, where the hash reads it; else in
+ * the keyer's buffer first, whose hash picks the channel. */
+static int write_pair(sl__writer *w, sl_ctx *from, const sl_value *row)
+{
+    size_t len = row[0].u.s.len;
+    size_t kn = 1 + sl__varint_size(len) + len, n = kn + 8, head = 8 + sl__varint_size(n);
+    sl__channel *ch = w->chans[0];
+    const uint8_t *key = NULL;
+    uint64_t hash = 0;
+    if (w->nchans > 1) {
+        keyer_reserve(&w->keyer, kn + SL__KEY_ROW_SLACK);
+        sl__key_row_str(w->keyer.buf, row[0].u.s.ptr, len);
+        key = w->keyer.buf;
+        hash = sl__hash(key, kn);
+        ch = w->chans[sl__key_group_owner(sl__key_group(hash, w->max_parallelism), w->nchans,
+                                          w->max_parallelism)];
+    }
+    sl__buffer *b = sl__channel_reserve(ch, head + n);
+    if (!b)
+        return SL_ECANCELED;
+    uint8_t *p = b->data + b->len, *k = sl__varint_write(p + 8, n);
+    if (key) {
+        sl__copy_bytes(k, key, kn);
+    } else {
+        sl__key_row_str(k, row[0].u.s.ptr, len); /* its slack: where the number goes */
+        hash = sl__hash(k, kn);
+    }
+    memcpy(p, &hash, 8); /* little-endian hosts only, as rows */
+    memcpy(k + kn, &row[1].u.i64, 8);
+    b->len += head + n;
+    from->task->dirty = true;
+    return 0;
+}
+
 static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
 {
     switch (w->part) {
     case SL_PART_HASH: /* the keyed exchange: the hot one */
+        if (w->pair && row[0].type != SL_NULL && row[1].type != SL_NULL)
+            return write_pair(w, from, row);
         return write_hashed(w, from, row);
     case SL_PART_FORWARD:
         return write_to(w, w->chans[from->subtask], row, from->task);

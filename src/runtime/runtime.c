@@ -390,6 +390,9 @@ static int build_job(build *b, char *err, size_t cap)
                 w->keyer.spec = &ed->key;
                 w->keyer.field = ed->key.field;
                 w->schema = ed->from->schema;
+                w->pair = part == SL_PART_HASH && ed->key.field == 0 && w->schema->n == 2 &&
+                          (w->schema->types[0] == SL_STR || w->schema->types[0] == SL_BYTES) &&
+                          (w->schema->types[1] == SL_I64 || w->schema->types[1] == SL_F64);
                 w->nchans = p;
                 w->chans = sl__xcalloc((size_t)p, sizeof *w->chans);
                 w->rr = u % p; /* spread producers over consumers */

@@ -41,6 +41,8 @@ typedef struct sl__writer {
     int max_parallelism;
     sl_ctx *key_ctx; /* context given to a key selector function */
     sl__keyer keyer; /* HASH */
+    /* HASH of (string key, 8-byte number) pairs keyed by the string (write_pair) */
+    bool pair;
 } sl__writer;
 
 typedef struct sl__output {

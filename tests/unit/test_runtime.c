@@ -25,7 +25,7 @@ typedef struct collected {
 static int collect_invoke(sl_ctx *ctx, const sl_value *in)
 {
     collected *c = sl_ctx_user(ctx);
-    char buf[256];
+    char buf[1024];
     int arity = (int)(intptr_t)sl_ctx_local(ctx);
     sl_row_format(in, (size_t)arity, buf, sizeof buf);
     pthread_mutex_lock(&c->mu);
@@ -220,6 +220,49 @@ TEST(sum_of_pairs_agrees_with_the_general_path)
     CHECK_EQ_INT(has_line(c, "(,-1.0)"), 1);
     collected_free(c);
     sl_env_destroy(env);
+}
+
+/* keyed (string, number) pairs are framed by their own writer and read by their own
+ * reader (write_pair, sum_pair): keys of every length class of the key row's encoding
+ * (empty, up to 7, 8 to 14, longer, a length of two varint bytes), sent to one consumer
+ * (the key row built in the channel's buffer) and to three */
+static void run_pair_lengths(const char *par)
+{
+    static const size_t lens[] = {0, 1, 3, 7, 8, 13, 14, 15, 16, 100, 127, 128, 300};
+    enum { NL = sizeof lens / sizeof lens[0], REPS = 5 };
+    static char text[NL][301];
+    sl_value rows[NL * REPS * 2];
+    for (int i = 0; i < NL; i++) {
+        for (size_t j = 0; j < lens[i]; j++)
+            text[i][j] = (char)('a' + (i + j) % 26);
+        for (int r = 0; r < REPS; r++) {
+            rows[2 * (r * NL + i)] = sl_strn(text[i], lens[i]);
+            rows[2 * (r * NL + i) + 1] = SL_I64((int64_t)lens[i] + r);
+        }
+    }
+    sl_env *env = env_with("-p", par);
+    sl_stream *in = sl_from_rows(env, "k:str,v:i64", rows, NL * REPS);
+    collected *c = collect(sl_sum(sl_key_by(in, 0), 1));
+    CHECK_EQ_INT(sl_execute(env, "pair_lengths"), 0);
+    CHECK_EQ_INT(c->n, NL * REPS);
+    for (int i = 0; i < NL; i++) { /* the last sum of each key: REPS * len + 0 + 1 + ... */
+        char line[400];
+        snprintf(line, sizeof line, "(%.*s,%lld)", (int)lens[i], text[i],
+                 (long long)(REPS * lens[i] + REPS * (REPS - 1) / 2));
+        CHECK_EQ_INT(has_line(c, line), 1);
+    }
+    collected_free(c);
+    sl_env_destroy(env);
+}
+
+TEST(pairs_of_every_key_length_p1)
+{
+    run_pair_lengths("1");
+}
+
+TEST(pairs_of_every_key_length_p3)
+{
+    run_pair_lengths("3");
 }
 
 /* ---- chaining and partitioning ----------------------------------------------------- */
@@ -514,13 +557,14 @@ TEST(slow_sink_backpressures_a_fast_source_and_sigint_cancels)
 
 int main(int argc, char **argv)
 {
-    return RUN_TESTS(
-        argc, argv, sum_streaming_p1, sum_streaming_p4, sum_batch_p3_emits_final_only,
-        automatic_mode_is_batch_for_bounded_sources, key_selector_and_min_max,
-        sum_with_nulls_keeps_the_first_rows_fields, sum_of_pairs_agrees_with_the_general_path,
-        forward_edges_chain_rebalance_does_not, threads_are_named_after_their_chain,
-        rebalance_spreads_and_union_merges, wider_producer_feeds_narrower_consumer,
-        user_error_names_operator_and_subtask, emitting_the_wrong_type_fails_with_the_schema,
-        builder_errors_are_clear, config_errors_are_clear,
-        slow_sink_backpressures_a_fast_source_and_sigint_cancels);
+    return RUN_TESTS(argc, argv, sum_streaming_p1, sum_streaming_p4, sum_batch_p3_emits_final_only,
+                     automatic_mode_is_batch_for_bounded_sources, key_selector_and_min_max,
+                     sum_with_nulls_keeps_the_first_rows_fields,
+                     sum_of_pairs_agrees_with_the_general_path, pairs_of_every_key_length_p1,
+                     pairs_of_every_key_length_p3, forward_edges_chain_rebalance_does_not,
+                     threads_are_named_after_their_chain, rebalance_spreads_and_union_merges,
+                     wider_producer_feeds_narrower_consumer, user_error_names_operator_and_subtask,
+                     emitting_the_wrong_type_fails_with_the_schema, builder_errors_are_clear,
+                     config_errors_are_clear,
+                     slow_sink_backpressures_a_fast_source_and_sigint_cancels);
 }
