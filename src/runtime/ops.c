@@ -233,7 +233,7 @@ static inline int write_hashed(sl__writer *w, sl_ctx *from, const sl_value *row)
  * bytes) and the number's 8 bytes, so it is framed without looking at the schema. With one
  * consumer the key row is built in the channel's buffer, where the hash reads it; else in
  * the keyer's buffer first, whose hash picks the channel. */
-static int write_pair(sl__writer *w, sl_ctx *from, const sl_value *row)
+static __attribute__((noinline)) int write_pair(sl__writer *w, sl_ctx *from, const sl_value *row)
 {
     size_t len = row[0].u.s.len;
     size_t kn = 1 + sl__varint_size(len) + len, n = kn + 8, head = 8 + sl__varint_size(n);
@@ -349,8 +349,12 @@ int sl_emit(sl_ctx *ctx, const sl_value *row)
     int bad = sl__row_check(ctx->node->schema, row);
     if (__builtin_expect(bad >= 0, 0))
         return emit_mistyped(ctx, row, bad);
-    if (ctx->nouts == 1 && !ctx->outs[0].next)
-        return writer_write(ctx->outs[0].w, ctx, row);
+    if (ctx->nouts == 1 && !ctx->outs[0].next) {
+        sl__writer *w = ctx->outs[0].w;
+        if (w->pair && row[0].type != SL_NULL && row[1].type != SL_NULL)
+            return write_pair(w, ctx, row); /* what writer_write would call */
+        return writer_write(w, ctx, row);
+    }
     return emit_chained(ctx, row);
 }
 
