@@ -89,7 +89,7 @@ static const sl__config_key keys[] = {
     {
         .name = "taskmanager.network.memory.buffers-per-channel",
         .type = SL_CFG_INT,
-        .def = "4",
+        .def = "16",
         .min = 1,
         .max = 1024,
         .doc = "Buffers (credits) per channel: how far a sender may run ahead of its "

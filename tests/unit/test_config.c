@@ -161,7 +161,7 @@ TEST(defaults)
     CHECK_EQ_STR(sl__config_get(c, "execution.buffer-timeout"), "100 ms");
     CHECK_EQ_INT(sl__config_duration_ms(c, "execution.buffer-timeout"), 100);
     CHECK_EQ_INT(sl__config_memory(c, "taskmanager.memory.segment-size"), 32768);
-    CHECK_EQ_INT(sl__config_int(c, "taskmanager.network.memory.buffers-per-channel"), 4);
+    CHECK_EQ_INT(sl__config_int(c, "taskmanager.network.memory.buffers-per-channel"), 16);
     CHECK_EQ_STR(sl__config_get(c, "state.backend.type"), "hashmap");
     CHECK(!sl__config_is_set(c, "parallelism.default"));
     CHECK(!sl__config_get(c, "no.such.key"));
