@@ -750,7 +750,7 @@ static inline __attribute__((always_inline)) int sum_pair(sl_ctx *head, const sl
             return 0;
         row[0].u.s.ptr = (const char *)q;
         row[0].u.s.len = len;
-    } else if (num - p == 9) { /* i64, f64 */
+    } else if ((s->types[0] == SL_I64 || s->types[0] == SL_F64) && num - p == 9) {
         memcpy(&row[0].u.i64, p + 1, 8);
     } else {
         return 0;

@@ -261,7 +261,7 @@ static inline void sl__ent_view(const uint8_t *e, sl__ent *x)
 static inline uint8_t *sl__ent_value(uint8_t *e, size_t *vlen)
 {
     /* the three lengths when each is one byte (below 128), read at once with the byte
-     * after them (an entry has at least 8 + 3 bytes, padded to 16); little-endian */
+     * after them (an entry has at least 8 + 3 bytes, rounded up to 16); little-endian */
     uint32_t hdr;
     memcpy(&hdr, e + 8, 4);
     if (!(hdr & 0x808080)) {
