@@ -335,27 +335,38 @@ static __attribute__((noinline, cold)) int emit_mistyped(sl_ctx *ctx, const sl_v
                    sl__type_name(s->types[bad]));
 }
 
-/* sl_emit of a checked row to other than one writer. */
-static __attribute__((noinline)) int emit_chained(sl_ctx *ctx, const sl_value *row)
+/* sink_invoke out of line, for sl_emit. */
+static __attribute__((noinline)) int emit_to_sink(sl_ctx *sink, const sl_value *row)
+{
+    return sink_invoke(sink, row);
+}
+
+/* sl_emit of a checked row to more than one output. */
+static __attribute__((noinline)) int emit_to_all(sl_ctx *ctx, const sl_value *row)
 {
     return emit_checked(ctx, row);
 }
 
-/* User code calls this per row. Its usual case, the last operator of a chain emitting to
- * the one edge that leaves it, ends in a jump to the writer, so that sl_emit has no frame
- * of its own to build and tear down (every case in it did, when it held emit_checked). */
+/* User code calls this per row. With one output, the usual case, it ends in a jump to what
+ * emit_checked would call (the writer, the chained sink, the chained operator), so that it
+ * has no frame of its own to build and tear down. */
 int sl_emit(sl_ctx *ctx, const sl_value *row)
 {
     int bad = sl__row_check(ctx->node->schema, row);
     if (__builtin_expect(bad >= 0, 0))
         return emit_mistyped(ctx, row, bad);
-    if (ctx->nouts == 1 && !ctx->outs[0].next) {
-        sl__writer *w = ctx->outs[0].w;
+    if (ctx->nouts != 1)
+        return emit_to_all(ctx, row);
+    const sl__output *o = &ctx->outs[0];
+    if (!o->next) {
+        sl__writer *w = o->w;
         if (w->pair && row[0].type != SL_NULL && row[1].type != SL_NULL)
             return write_pair(w, ctx, row); /* what writer_write would call */
         return writer_write(w, ctx, row);
     }
-    return emit_chained(ctx, row);
+    if (o->next->node->kind == SL_NODE_SINK && !o->next->kb)
+        return emit_to_sink(o->next, row);
+    return sl__op_process(o->next, o->input, row);
 }
 
 /* ---- operator lifecycle and processing ---------------------------------------------- */
