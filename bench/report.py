@@ -588,7 +588,7 @@ if "3" in missed_items:
           "the pair's read, the operator and the sink call are inlined "
           "(`process_keyed_records` %.1f %%). Engine and libc together are %.0f %% of this "
           "profile. callgrind (2 M words, whole process, of which about 190 M instructions "
-          "generate the input) counts 1714 M instructions at 785a15c (1699 M at f045aa1, "
+          "generate the input) counts 1714 M instructions at 4b9b36a (1699 M at f045aa1, "
           "before the buffer prefetch below) against 2273 M at 517eb17, the commit before "
           "this work: about 700 per word for the engine's threads "
           "instead of about 1040 (1277 before that, 1736 earlier still), against about 100 for "
