@@ -269,8 +269,6 @@ static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
 {
     switch (w->part) {
     case SL_PART_HASH: /* the keyed exchange: the hot one */
-        if (w->pair && row[0].type != SL_NULL && row[1].type != SL_NULL)
-            return write_pair(w, from, row);
         return write_hashed(w, from, row);
     case SL_PART_FORWARD:
         return write_to(w, w->chans[from->subtask], row, from->task);
@@ -289,6 +287,14 @@ static int writer_write(sl__writer *w, sl_ctx *from, const sl_value *row)
         return 0;
     }
     return SL_EINVAL;
+}
+
+/* A row to a network output: a pair to write_pair, anything else to writer_write. */
+static inline int write_out(sl__writer *w, sl_ctx *from, const sl_value *row)
+{
+    if (w->pair && row[0].type != SL_NULL && row[1].type != SL_NULL)
+        return write_pair(w, from, row);
+    return writer_write(w, from, row);
 }
 
 /* ---- emitting ---------------------------------------------------------------------- */
@@ -315,7 +321,7 @@ static inline __attribute__((always_inline)) int emit_checked(sl_ctx *ctx, const
         const sl__output *o = &ctx->outs[i];
         int rc;
         if (!o->next)
-            rc = writer_write(o->w, ctx, row);
+            rc = write_out(o->w, ctx, row);
         else if (o->next->node->kind == SL_NODE_SINK && !o->next->kb)
             rc = sink_invoke(o->next, row); /* what process would do, without its dispatch */
         else
@@ -358,12 +364,8 @@ int sl_emit(sl_ctx *ctx, const sl_value *row)
     if (ctx->nouts != 1)
         return emit_to_all(ctx, row);
     const sl__output *o = &ctx->outs[0];
-    if (!o->next) {
-        sl__writer *w = o->w;
-        if (w->pair && row[0].type != SL_NULL && row[1].type != SL_NULL)
-            return write_pair(w, ctx, row); /* what writer_write would call */
-        return writer_write(w, ctx, row);
-    }
+    if (!o->next)
+        return write_out(o->w, ctx, row);
     if (o->next->node->kind == SL_NODE_SINK && !o->next->kb)
         return emit_to_sink(o->next, row);
     return sl__op_process(o->next, o->input, row);
@@ -525,24 +527,35 @@ static __attribute__((noinline)) int aggregate_row(sl_ctx *ctx, const sl_value *
 
 /* Aggregates row into the key's stored row and emits the result (STREAMING). The usual
  * case, a sum over a key seen before, adds in place, without a row round trip; inline in
- * process, and the rest (aggregate_row) out of line, so that it costs no call. */
+ * process, and the rest (aggregate_row) out of line, so that it costs no call. sum_added:
+ * what follows an add in place (added, its return; the sum, when added, in out_row). */
+static inline __attribute__((always_inline)) int sum_added(sl_ctx *ctx, const sl_value *row,
+                                                           int added)
+{
+    if (added < 0)
+        return added;
+    if (!added) /* no row yet, or a null sum so far */
+        return aggregate_row(ctx, row);
+    return is_batch(ctx) ? 0 : emit_checked(ctx, ctx->out_row);
+}
+
+/* The sum's add over a pair (agg_pair) whose number is not null; sum_pair calls it too. */
+static inline __attribute__((always_inline)) int sum_pair_add(sl_ctx *ctx, const sl_value *row)
+{
+    sl_value *cur = ctx->out_row;
+    int added = ctx->agg_add_last(ctx->agg_state, &row[1], &cur[1]);
+    cur[0] = row[0]; /* the key: the same bytes as the stored row's field 0 */
+    return sum_added(ctx, row, added);
+}
+
 static inline __attribute__((always_inline)) int aggregate(sl_ctx *ctx, const sl_value *row)
 {
     const sl__node *n = ctx->node;
     int f = n->agg_field;
     if (n->agg == SL_AGG_SUM && row[f].type != SL_NULL) {
-        sl_value *cur = ctx->out_row;
-        int added;
-        if (ctx->agg_pair) {
-            added = ctx->agg_add_last(ctx->agg_state, &row[1], &cur[1]);
-            cur[0] = row[0]; /* the key: the same bytes as the stored row's field 0 */
-        } else {
-            added = sl__value_add(ctx->agg_state, f, &row[f], cur);
-        }
-        if (added < 0 || (added && is_batch(ctx)))
-            return added < 0 ? added : 0;
-        if (added)
-            return emit_checked(ctx, cur);
+        if (ctx->agg_pair)
+            return sum_pair_add(ctx, row);
+        return sum_added(ctx, row, sl__value_add(ctx->agg_state, f, &row[f], ctx->out_row));
     }
     return aggregate_row(ctx, row);
 }
@@ -773,14 +786,7 @@ static inline __attribute__((always_inline)) int sum_pair(sl_ctx *head, const sl
     sl__keyed_backend_set_key_parts(head->kb, p, (size_t)(num - p), hash,
                                     sl__key_group(hash, max_parallelism));
     *borrowed = true;
-    sl_value *cur = head->out_row;
-    int rc = head->agg_add_last(head->agg_state, &row[1], &cur[1]);
-    if (rc == 0) {
-        rc = aggregate_row(head, row); /* the key's first record, or a null sum so far */
-    } else if (rc > 0 && !is_batch(head)) {
-        cur[0] = row[0]; /* the key: the same bytes as the stored row's field 0 */
-        rc = emit_checked(head, cur);
-    }
+    int rc = sum_pair_add(head, row); /* the number is not null: the bitmap byte is 0 */
     sl__state_end_call(head->kb, head->os);
     return rc < 0 ? rc : 1;
 }

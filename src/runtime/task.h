@@ -69,7 +69,7 @@ struct sl_ctx {
     sl_value *out_row;      /* map / aggregation output scratch */
     sl_state *agg_state;    /* reduce and aggregations */
     /* A sum over a (key, number) pair keyed by the key: the stored row's other field is the
-     * record's key, so the sum reads and writes only the number (sl__value_add_last). */
+     * record's key, so the sum reads and writes only the number (sl__value_add_last_fn). */
     bool agg_pair;
     sl__value_add_last_fn agg_add_last; /* agg_pair: sl__value_add_last_fn_of(agg_state) */
     sl_state **bcast;                   /* broadcast connect: the broadcast states */

@@ -848,28 +848,14 @@ int sl_value_update(sl_state *st, const sl_value *row)
     return put_value(st, st->schema, row);
 }
 
-/* The stored value row of the current scope, writable in place (copied first when a
- * snapshot still reads it): 1, or 0 when there is none or the backend cannot do this. */
-static inline int value_ref(sl_state *st, uint8_t **p, size_t *n)
-{
-    return st->ops->value_ref ? st->ops->value_ref(st, p, n) : 0;
-}
-
-/* Adds delta (not null, of v's type) to v, wrapping for i64. */
-static inline void add_number(sl_value *v, const sl_value *delta)
-{
-    if (v->type == SL_I64)
-        v->u.i64 = (int64_t)((uint64_t)v->u.i64 + (uint64_t)delta->u.i64);
-    else
-        v->u.f64 += delta->u.f64;
-}
-
 int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out)
 {
     SL_ASSERT(st->kind == SL_STATE_VALUE && !st->readonly && delta->type == st->schema->types[f]);
     uint8_t *p;
     size_t n;
-    int rc = value_ref(st, &p, &n);
+    if (!st->ops->value_ref)
+        return 0;
+    int rc = st->ops->value_ref(st, &p, &n);
     if (rc <= 0)
         return rc;
     if ((rc = read_row(st, st->schema, p, n, out)) < 0)
@@ -877,7 +863,7 @@ int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out)
     sl_value *v = &out[f];
     if (v->type == SL_NULL)
         return 0;
-    add_number(v, delta);
+    sl__add_number(v, delta);
     /* f's 8 bytes end where the fields after it begin: counted from the row's end, that is
      * no work when f is the last field (a sum's usual shape) */
     size_t off = n - 8;
@@ -888,25 +874,16 @@ int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out)
     return 1;
 }
 
-int sl__value_add_last(sl_state *st, const sl_value *delta, sl_value *sum)
+/* The add in place of a backend without one: none, the caller goes the usual way. */
+static int no_add_last(sl_state *st, const sl_value *delta, sl_value *sum)
 {
-    /* what the caller checked once, when it chose this path (ops.c, agg_pair): a VALUE
-     * state written by the task, at most 8 fields, delta of the last one's type */
-    if (st->ops->value_add_last)
-        return st->ops->value_add_last(st, delta, sum);
-    uint8_t *p;
-    size_t n;
-    int rc = value_ref(st, &p, &n);
-    if (rc <= 0)
-        return rc;
-    rc = sl__row_add_last(p, n, st->schema->n - 1, delta, sum);
-    st->mod += rc;
-    return rc;
+    (void)st, (void)delta, (void)sum;
+    return 0;
 }
 
 sl__value_add_last_fn sl__value_add_last_fn_of(const sl_state *st)
 {
-    return st->ops->value_add_last ? st->ops->value_add_last : sl__value_add_last;
+    return st->ops->value_add_last ? st->ops->value_add_last : no_add_last;
 }
 
 /* ---- LIST ------------------------------------------------------------------------------- */

@@ -170,13 +170,12 @@ void sl__keyed_snapshot_release(sl__keyed_snapshot *s);
  * it, or the backend has no in-place update: the caller then reads and updates the row as
  * usual. <0 on a state error (after sl_fail). Task thread. */
 int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out);
-/* sl__value_add for a schema of at most 8 fields whose last field f is the one summed,
- * when the caller knows the other fields (a (key, number) pair keyed by the key): adds
- * delta to f where the stored row ends and sets *sum to the new value, without reading the
- * rest of the row. The same returns: 1, 0 (then the caller goes the usual way), <0. */
-int sl__value_add_last(sl_state *st, const sl_value *delta, sl_value *sum);
-/* The function that does sl__value_add_last for st: the backend's own when it has one, so
- * that a caller that keeps it makes one call per record. */
+/* sl__value_add for a schema of at most 8 fields whose last field is the one summed, when
+ * the caller knows the other fields (a (key, number) pair keyed by the key): adds delta to
+ * that field where the stored row ends and sets *sum to the new value, without reading the
+ * rest of the row. The same returns: 1, 0 (also when the backend cannot add in place; the
+ * caller then goes the usual way), <0. sl__value_add_last_fn_of gives st's function, which
+ * the caller keeps: one call per record. */
 typedef int (*sl__value_add_last_fn)(sl_state *st, const sl_value *delta, sl_value *sum);
 sl__value_add_last_fn sl__value_add_last_fn_of(const sl_state *st);
 /* ---- Snapshots made of files (RocksDB, state.backend.incremental) ------------------------

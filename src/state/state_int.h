@@ -74,22 +74,13 @@ bool sl__elems_valid(const sl__schema *s, const uint8_t *p, size_t n, uint64_t c
 bool sl__pairs_valid(const sl__schema *ks, const sl__schema *vs, const uint8_t *p, size_t n,
                      uint64_t count);
 
-/* The add of sl__value_add_last on the stored row [p, p+n) of a schema of f+1 fields (at
- * most 8): 1 when f is not null there (the sum is then in *sum and in the row), else 0. */
-static inline int sl__row_add_last(uint8_t *p, size_t n, int f, const sl_value *delta,
-                                   sl_value *sum)
+/* The sums' add: delta (not null, of v's type) to v, wrapping for i64. */
+static inline void sl__add_number(sl_value *v, const sl_value *delta)
 {
-    /* the row: a one-byte null bitmap, ..., f's 8 bytes last */
-    if (n < 9 || (p[0] >> f) & 1) /* f is null there (or the row is not a row) */
-        return 0;
-    sum->type = delta->type;
-    memcpy(&sum->u.i64, p + n - 8, 8); /* as sl__row_write: the value's 8 bytes */
-    if (delta->type == SL_I64)
-        sum->u.i64 = (int64_t)((uint64_t)sum->u.i64 + (uint64_t)delta->u.i64);
+    if (v->type == SL_I64)
+        v->u.i64 = (int64_t)((uint64_t)v->u.i64 + (uint64_t)delta->u.i64);
     else
-        sum->u.f64 += delta->u.f64;
-    memcpy(p + n - 8, &sum->u.i64, 8);
-    return 1;
+        v->u.f64 += delta->u.f64;
 }
 
 /* Upper-case kind name ("VALUE"); "?" for anything else. */
@@ -606,8 +597,8 @@ typedef struct sl__state_ops {
      * copy-on-write snapshots has first given the scope an entry of its own), for an
      * update that keeps its size. 1 found, 0 absent, <0 error. */
     int (*value_ref)(sl_state *st, uint8_t **p, size_t *n);
-    /* Optional, VALUE: sl__value_add_last (state.h) done by the backend, in one call per
-     * record instead of value_ref's and the add's. */
+    /* Optional, VALUE: sl__value_add_last_fn (state.h); without it the caller takes the
+     * general way. */
     int (*value_add_last)(sl_state *st, const sl_value *delta, sl_value *sum);
     /* LIST: the elements (varint length + row each). 1 non-empty, 0 empty, <0 error. */
     int (*list_get)(sl_state *st, const uint8_t **p, size_t *n);

@@ -652,16 +652,21 @@ static int h_value_ref(sl_state *st, uint8_t **p, size_t *n)
     return value_ref(st, p, n);
 }
 
-/* value_ref and the add in one call (state.h, sl__value_add_last). */
+/* sl__value_add_last_fn (state.h): value_ref and the add in one call. */
 static int h_value_add_last(sl_state *st, const sl_value *delta, sl_value *sum)
 {
     uint8_t *p;
     size_t n;
-    if (!value_ref(st, &p, &n))
+    int f = st->schema->n - 1;
+    /* the row: a one-byte null bitmap, ..., f's 8 bytes last */
+    if (!value_ref(st, &p, &n) || n < 9 || (p[0] >> f) & 1) /* absent, or f null there */
         return 0;
-    int rc = sl__row_add_last(p, n, st->schema->n - 1, delta, sum);
-    st->mod += rc;
-    return rc;
+    sum->type = delta->type;
+    memcpy(&sum->u.i64, p + n - 8, 8); /* as sl__row_write: the value's 8 bytes */
+    sl__add_number(sum, delta);
+    memcpy(p + n - 8, &sum->u.i64, 8);
+    st->mod++;
+    return 1;
 }
 
 static int h_list_get(sl_state *st, const uint8_t **p, size_t *n)
