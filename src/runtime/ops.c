@@ -426,6 +426,7 @@ int sl__op_open(sl_ctx *ctx)
                         n->agg_field == 1 && ctx->keyer.field == 0 &&
                         (n->schema->types[1] == SL_I64 || n->schema->types[1] == SL_F64);
         ctx->agg_add_last = sl__value_add_last_fn_of(ctx->agg_state);
+        ctx->agg_add_run = sl__value_add_last_run_fn_of(ctx->agg_state);
     }
     if (n->kind == SL_NODE_BROADCAST_CONNECT) {
         sl_state *st = sl__operator_broadcast_state(ctx->os, ctx, n->bcast.name,
@@ -749,46 +750,146 @@ static inline bool frame_key(const uint8_t *bytes, const sl_value *row, uint64_t
     return true;
 }
 
-/* A record of a keyed sum over (key, number) pairs (agg_pair), read and summed in one step:
- * the row is the bitmap byte 0, the key's bytes and the number's 8, so the key row is the
- * record's first bytes (as frame_key borrows it) and the number its last 8. Decodes the
- * row into row, makes the key current, adds the number to the stored sum and emits the
- * pair, as process would for this record; returns 1, or <0 when the operator failed.
- * Returns 0 before doing anything when the record is not of that form (a null, or a key
- * length not in its shortest form): process takes it. Inline in process_keyed_records:
- * what it skips of process (the dispatch on the operator, the general row reader, the
- * key's bounds found again) is what a record of a word count costs beyond its lookup. */
-static inline __attribute__((always_inline)) int sum_pair(sl_ctx *head, const sl__schema *s,
-                                                          const frame *f, uint64_t hash,
-                                                          int max_parallelism, sl_value *row,
-                                                          bool *borrowed)
+/* Reads a record of a keyed sum over (key, number) pairs (agg_pair) into *key and *num (the
+ * row's two fields) when it has the pair's form: the row is the bitmap byte 0, the key's
+ * bytes and the number's 8, so the key row is the record's first bytes (as frame_key
+ * borrows it), *key_len bytes long, and the number its last 8. False when it has not (a null, or a
+ * key length not in its shortest form): process takes it. */
+static inline __attribute__((always_inline)) bool
+pair_read(sl_type t0, sl_type t1, const frame *f, sl_value *key, sl_value *num, size_t *key_len)
 {
-    const uint8_t *p = f->row, *num = f->row_end - 8;
-    if (num - p < 2 || p[0] != 0)
-        return 0;
-    row[0].type = s->types[0];
-    if (s->types[0] == SL_STR || s->types[0] == SL_BYTES) {
+    const uint8_t *p = f->row, *end = f->row_end - 8;
+    if (end - p < 2 || p[0] != 0)
+        return false;
+    key->type = t0;
+    if (t0 == SL_STR || t0 == SL_BYTES) {
         uint64_t len;
-        const uint8_t *q = sl__varint_read(p + 1, num, &len);
-        if (!q || len != (uint64_t)(num - q) || q != p + 1 + sl__varint_size(len))
-            return 0;
-        row[0].u.s.ptr = (const char *)q;
-        row[0].u.s.len = len;
-    } else if ((s->types[0] == SL_I64 || s->types[0] == SL_F64) && num - p == 9) {
-        memcpy(&row[0].u.i64, p + 1, 8);
+        const uint8_t *q = sl__varint_read(p + 1, end, &len);
+        if (!q || len != (uint64_t)(end - q) || q != p + 1 + sl__varint_size(len))
+            return false;
+        key->u.s.ptr = (const char *)q;
+        key->u.s.len = len;
+    } else if ((t0 == SL_I64 || t0 == SL_F64) && end - p == 9) {
+        memcpy(&key->u.i64, p + 1, 8);
     } else {
-        return 0;
+        return false;
     }
-    row[1].type = s->types[1];
-    memcpy(&row[1].u.i64, num, 8);
-    if (sl__failpoint("task.record"))
-        return sl_fail(head, "failpoint task.record fired");
-    sl__keyed_backend_set_key_parts(head->kb, p, (size_t)(num - p), hash,
+    num->type = t1;
+    memcpy(&num->u.i64, end, 8);
+    *key_len = (size_t)(end - p);
+    return true;
+}
+
+/* A pair read by pair_read (row, its key's length), past its failpoint: makes the key
+ * current, adds the number to the stored sum and emits the pair, as process would for this
+ * record. 1, or <0 when the operator failed. */
+static inline __attribute__((always_inline)) int sum_pair_apply(sl_ctx *head, const frame *f,
+                                                                size_t key_len, uint64_t hash,
+                                                                int max_parallelism, sl_value *row,
+                                                                bool *borrowed)
+{
+    sl__keyed_backend_set_key_parts(head->kb, f->row, key_len, hash,
                                     sl__key_group(hash, max_parallelism));
     *borrowed = true;
     int rc = sum_pair_add(head, row); /* the number is not null: the bitmap byte is 0 */
     sl__state_end_call(head->kb, head->os);
     return rc < 0 ? rc : 1;
+}
+
+/* A record of a keyed sum over (key, number) pairs (agg_pair), read and summed in one step.
+ * Returns 1, or <0 when the operator failed; 0 before doing anything when the record is not
+ * of the pair's form (pair_read): process takes it. Inline in process_keyed_records: what it
+ * skips of process (the dispatch on the operator, the general row reader, the key's bounds
+ * found again) is what a record of a word count costs beyond its lookup. */
+static inline __attribute__((always_inline)) int sum_pair(sl_ctx *head, const sl__schema *s,
+                                                          const frame *f, uint64_t hash,
+                                                          int max_parallelism, sl_value *row,
+                                                          bool *borrowed)
+{
+    size_t key_len;
+    if (!pair_read(s->types[0], s->types[1], f, &row[0], &row[1], &key_len))
+        return 0;
+    if (sl__failpoint("task.record"))
+        return sl_fail(head, "failpoint task.record fired");
+    return sum_pair_apply(head, f, key_len, hash, max_parallelism, row, borrowed);
+}
+
+/* Whether every row the keyed head emits goes to a writer or to a chained sink without keyed
+ * state: nothing it emits to reads the head's current key, so sum_pair_run may add a run
+ * of records before it emits their sums. In BATCH mode nothing is emitted per record. */
+static bool emits_keyless(const sl_ctx *head)
+{
+    if (is_batch(head))
+        return true;
+    for (int i = 0; i < head->nouts; i++) {
+        const sl_ctx *next = head->outs[i].next;
+        if (next && (next->node->kind != SL_NODE_SINK || next->kb))
+            return false;
+    }
+    return true;
+}
+
+/* The pairs of records [i, last) of the ring, from i up to the first record that is not a
+ * pair (pair_read), summed with one call into the state (agg_add_run) and then emitted in
+ * order, as sum_pair would one by one. The call stops at a key whose sum it cannot add to
+ * (absent, a null sum): that record goes through sum_pair_apply and the rest of the run
+ * through another call. Sets *done to the records processed (0 when record i is not a pair:
+ * process takes it); 0, or <0 when the operator failed (the sums of the run's later
+ * records may then be added already: the job fails, and its state with it). Leaves the
+ * last record's key current. row: the input row, which sum_pair_apply reads. Only when
+ * emits_keyless holds. */
+static inline __attribute__((always_inline)) int
+sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_t *hashes, size_t i,
+             size_t last, int max_parallelism, sl_value *row, bool *borrowed, size_t *done)
+{
+    sl__key keys[RUN];
+    sl_value keyv[RUN], nums[RUN], sums[RUN];
+    size_t n = 0, at = i % RING; /* [i, last) lies together in the ring: one run */
+    sl_type t0 = s->types[0], t1 = s->types[1];
+    bool fired = false;
+    *done = 0;
+    for (; i + n < last; n++) {
+        const frame *f = &ring[at + n];
+        uint64_t hash = hashes[at + n];
+        if (!pair_read(t0, t1, f, &keyv[n], &nums[n], &keys[n].len))
+            break;
+        if (sl__failpoint("task.record")) {
+            fired = true;
+            break;
+        }
+        keys[n].bytes = f->row;
+        keys[n].hash = hash;
+        keys[n].key_group = sl__key_group(hash, max_parallelism);
+    }
+    sl_value *cur = head->out_row;
+    bool batch = is_batch(head);
+    for (size_t j = 0; j < n;) {
+        size_t added = head->agg_add_run(head->agg_state, &keys[j], &nums[j], &sums[j], n - j);
+        for (size_t a = j; !batch && a < j + added; a++) {
+            cur[0] = keyv[a];
+            cur[1] = sums[a];
+            int rc = emit_checked(head, cur);
+            if (rc < 0)
+                return rc;
+        }
+        j += added;
+        if (j == n) {
+            const sl__key *k = &keys[n - 1];
+            sl__keyed_backend_set_key_parts(head->kb, k->bytes, k->len, k->hash, k->key_group);
+            *borrowed = true;
+            sl__state_end_call(head->kb, head->os);
+            break;
+        }
+        const frame *f = &ring[at + j];
+        row[0] = keyv[j];
+        row[1] = nums[j];
+        int rc = sum_pair_apply(head, f, keys[j].len, keys[j].hash, max_parallelism, row, borrowed);
+        if (rc < 0)
+            return rc;
+        j++;
+    }
+    *done = n;
+    return fired ? sl_fail(head, "failpoint task.record fired") : 0;
 }
 
 /* After a buffer whose records' keys were borrowed from it (frame_key): the backend's
@@ -825,6 +926,7 @@ static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__bu
     int max_parallelism = t->job->g->max_parallelism;
     bool borrow = kb && frame_keys(&head->keyer, s);
     bool pair = kb && head->agg_pair;
+    bool run = pair && head->agg_add_run && emits_keyless(head);
     const uint8_t *scan = b->data, *end = b->data + b->len; /* the next frame to read */
     frame ring[RING];
     uint64_t hashes[RING]; /* the frames' key hashes, in the same places */
@@ -857,6 +959,16 @@ static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__bu
                                        &hashes[efrom % RING], eto > efrom ? eto - efrom : 0);
         size_t last = first + RUN < nread ? first + RUN : nread;
         for (size_t i = first; i < last; i++) {
+            if (run) {
+                size_t done;
+                int rc = sum_pair_run(head, s, ring, hashes, i, last, max_parallelism, row,
+                                      borrowed, &done);
+                if (rc < 0)
+                    return rc;
+                i += done;
+                if (i == last)
+                    break;
+            }
             const frame *f = &ring[i % RING];
             const uint64_t *hash = &hashes[i % RING];
             if (pair) {

@@ -72,7 +72,9 @@ struct sl_ctx {
      * record's key, so the sum reads and writes only the number (sl__value_add_last_fn). */
     bool agg_pair;
     sl__value_add_last_fn agg_add_last; /* agg_pair: sl__value_add_last_fn_of(agg_state) */
-    sl_state **bcast;                   /* broadcast connect: the broadcast states */
+    /* agg_pair: sl__value_add_last_run_fn_of(agg_state), or NULL */
+    sl__value_add_last_run_fn agg_add_run;
+    sl_state **bcast; /* broadcast connect: the broadcast states */
     int nbcast;
     bool opened;
     bool ended;

@@ -886,6 +886,11 @@ sl__value_add_last_fn sl__value_add_last_fn_of(const sl_state *st)
     return st->ops->value_add_last ? st->ops->value_add_last : no_add_last;
 }
 
+sl__value_add_last_run_fn sl__value_add_last_run_fn_of(const sl_state *st)
+{
+    return st->ops->value_add_last_run;
+}
+
 /* ---- LIST ------------------------------------------------------------------------------- */
 
 int sl_list_add(sl_state *st, const sl_value *row)

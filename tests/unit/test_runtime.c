@@ -272,6 +272,65 @@ TEST(sum_of_pairs_keyed_by_a_bool)
     sl_env_destroy(env);
 }
 
+/* the receiver sums the pairs of a buffer's records in runs, one call into the state per
+ * run, and emits them after: runs broken by a key's first record, by a null sum and by a
+ * record that is not a pair (a null key or number), repeated keys within a run. The
+ * emitted rows, in order, must be what summing record by record gives (a model here). */
+TEST(sum_of_pairs_in_runs_emits_what_one_by_one_gives)
+{
+    enum { N = 3000, KEYS = 23 };
+    static char names[KEYS][24];
+    sl_value *rows = calloc(2 * N, sizeof *rows);
+    char **want = calloc(N, sizeof *want);
+    int64_t sum[KEYS + 1];
+    int state[KEYS + 1] = {0}; /* 0 absent, 1 a null sum, 2 a sum */
+    uint64_t r = 88172645463325252ull;
+    /* short keys and keys longer than a number (a null sum's row is then as long as a
+     * number's) */
+    for (int k = 0; k < KEYS; k++)
+        snprintf(names[k], sizeof names[0], k % 2 ? "w%d" : "a-longer-word-%d", k);
+    for (int i = 0; i < N; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        int k = (int)(r % (i < 300 ? 4 : KEYS)) + (r % 31 == 0 ? KEYS - (int)(r % KEYS) : 0);
+        k = k > KEYS ? KEYS : k; /* KEYS: the null key */
+        bool null_num = r % 17 == 0;
+        int64_t v = (int64_t)(r >> 40) % 1000 - 300;
+        rows[2 * i] = k == KEYS ? SL_NULLV : sl_str(names[k]);
+        rows[2 * i + 1] = null_num ? SL_NULLV : SL_I64(v);
+        if (state[k] == 0 || state[k] == 1) { /* absent, or a null sum: the number (or null) */
+            state[k] = null_num ? (state[k] ? state[k] : 1) : 2;
+            if (!null_num)
+                sum[k] = v;
+        } else if (!null_num) {
+            sum[k] += v;
+        }
+        char line[64];
+        char kname[32];
+        snprintf(kname, sizeof kname, "%s", k == KEYS ? "null" : names[k]);
+        if (state[k] == 2)
+            snprintf(line, sizeof line, "(%s,%lld)", kname, (long long)sum[k]);
+        else
+            snprintf(line, sizeof line, "(%s,null)", kname);
+        want[i] = strdup(line);
+    }
+    sl_env *env = env_with("-p", "1");
+    sl_stream *in = sl_from_rows(env, "k:str,v:i64", rows, N);
+    collected *c = collect(sl_sum(sl_key_by(in, 0), 1));
+    CHECK_EQ_INT(sl_execute(env, "pair_runs"), 0);
+    CHECK_EQ_INT(c->n, N);
+    for (int i = 0; i < N && i < c->n; i++) {
+        if (strcmp(c->lines[i], want[i]))
+            fprintf(stderr, "row %d: got %s, want %s\n", i, c->lines[i], want[i]);
+        CHECK(!strcmp(c->lines[i], want[i]));
+    }
+    for (int i = 0; i < N; i++)
+        free(want[i]);
+    free(want);
+    free(rows);
+    collected_free(c);
+    sl_env_destroy(env);
+}
+
 TEST(pairs_of_every_key_length_p1)
 {
     run_pair_lengths("1");
@@ -574,14 +633,15 @@ TEST(slow_sink_backpressures_a_fast_source_and_sigint_cancels)
 
 int main(int argc, char **argv)
 {
-    return RUN_TESTS(
-        argc, argv, sum_streaming_p1, sum_streaming_p4, sum_batch_p3_emits_final_only,
-        automatic_mode_is_batch_for_bounded_sources, key_selector_and_min_max,
-        sum_with_nulls_keeps_the_first_rows_fields, sum_of_pairs_agrees_with_the_general_path,
-        sum_of_pairs_keyed_by_a_bool, pairs_of_every_key_length_p1, pairs_of_every_key_length_p3,
-        forward_edges_chain_rebalance_does_not, threads_are_named_after_their_chain,
-        rebalance_spreads_and_union_merges, wider_producer_feeds_narrower_consumer,
-        user_error_names_operator_and_subtask, emitting_the_wrong_type_fails_with_the_schema,
-        builder_errors_are_clear, config_errors_are_clear,
-        slow_sink_backpressures_a_fast_source_and_sigint_cancels);
+    return RUN_TESTS(argc, argv, sum_streaming_p1, sum_streaming_p4, sum_batch_p3_emits_final_only,
+                     automatic_mode_is_batch_for_bounded_sources, key_selector_and_min_max,
+                     sum_with_nulls_keeps_the_first_rows_fields,
+                     sum_of_pairs_agrees_with_the_general_path, sum_of_pairs_keyed_by_a_bool,
+                     sum_of_pairs_in_runs_emits_what_one_by_one_gives, pairs_of_every_key_length_p1,
+                     pairs_of_every_key_length_p3, forward_edges_chain_rebalance_does_not,
+                     threads_are_named_after_their_chain, rebalance_spreads_and_union_merges,
+                     wider_producer_feeds_narrower_consumer, user_error_names_operator_and_subtask,
+                     emitting_the_wrong_type_fails_with_the_schema, builder_errors_are_clear,
+                     config_errors_are_clear,
+                     slow_sink_backpressures_a_fast_source_and_sigint_cancels);
 }

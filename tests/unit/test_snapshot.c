@@ -197,11 +197,22 @@ static void op_on(sl__keyed_backend *be, sl_state **st, uint64_t *r, int64_t id)
         v = SL_I64((int64_t)rnd(r));
         CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
         break;
-    case 1: /* the pair sum's add in place (a backend without one: an update) */
+    case 1: { /* the pair sum's add in place, once or twice, the second time through the
+               * run of keys when the backend has it (a backend without them: updates) */
         v = SL_I64((int64_t)(rnd(r) % 1000));
-        if (sl__value_add_last_fn_of(st[S_COUNT])(st[S_COUNT], &v, &sv[0]) == 0)
-            CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
+        size_t times = 1 + (size_t)(rnd(r) % 2), done = 0;
+        sl__value_add_last_run_fn run = sl__value_add_last_run_fn_of(st[S_COUNT]);
+        if (run && times == 2) {
+            sl__key k[2] = {*sl__keyed_backend_current_key(be), *sl__keyed_backend_current_key(be)};
+            sl_value d[2] = {v, v}, sums[2];
+            done = run(st[S_COUNT], k, d, sums, 2);
+            CHECK(done <= 2);
+        }
+        for (; done < times; done++)
+            if (sl__value_add_last_fn_of(st[S_COUNT])(st[S_COUNT], &v, &sv[0]) == 0)
+                CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
         break;
+    }
     case 2: { /* a string that grows, past SL__SLAB_MAX, then shrinks again */
         size_t n = 1;
         if (sl_value_get(st[S_LAST], sv) == 1)

@@ -570,26 +570,31 @@ static uint8_t *replace_entry(heap_backend *hb, int kind, const pos *at, const v
     return ne;
 }
 
-/* Whether a live snapshot will still read entry e, which belongs to the current key: one
- * that reaches it (begun after e was written) and has not been written past the current
- * key's group (kg_written). */
-static bool still_read(heap_backend *hb, const uint8_t *e)
+/* Whether a live snapshot will still read entry e, of key group kg: one that reaches it
+ * (begun after e was written) and has not been written past kg (kg_written). */
+static bool still_read(heap_backend *hb, const uint8_t *e, int kg)
 {
     if (!shared(hb, e))
         return false;
     uint32_t v = sl__ent_version(e);
-    size_t idx = (size_t)(hb->base.key.key_group - hb->base.kg_start);
+    size_t idx = (size_t)(kg - hb->base.kg_start);
     for (const heap_snapshot *s = hb->live; s && s->version > v; s = s->next) /* newest first */
         if (!atomic_load_explicit(&s->written[idx], memory_order_acquire))
             return true;
     return false;
 }
 
-/* The one check on the write paths (for the current key's entry e): whether to copy e
- * before changing it. False, predictably, while no snapshot is live. */
+/* The one check on the write paths (for entry e of key group kg): whether to copy e before
+ * changing it. False, predictably, while no snapshot is live. */
+static inline bool cow_kg(heap_backend *hb, const uint8_t *e, int kg)
+{
+    return __builtin_expect(sl__ent_version(e) < hb->cow_below, 0) && still_read(hb, e, kg);
+}
+
+/* cow_kg for the current key's entry e. */
 static inline bool cow(heap_backend *hb, const uint8_t *e)
 {
-    return __builtin_expect(sl__ent_version(e) < hb->cow_below, 0) && still_read(hb, e);
+    return cow_kg(hb, e, hb->base.key.key_group);
 }
 
 static int h_value_get(sl_state *st, const uint8_t **p, size_t *n)
@@ -628,7 +633,7 @@ static int h_value_put(sl_state *st, const uint8_t *p, size_t n)
  * leaves the cache invalid, so checking it was wasted. A found entry is not remembered
  * either (the sum is done with the key); a missing one is, for the get and update that
  * insert it. */
-static inline __attribute__((always_inline)) int value_ref(sl_state *st, uint8_t **p, size_t *n)
+static int h_value_ref(sl_state *st, uint8_t **p, size_t *n)
 {
     reclaim_some((heap_backend *)st->be);
     pos at;
@@ -647,26 +652,94 @@ static inline __attribute__((always_inline)) int value_ref(sl_state *st, uint8_t
     return 1;
 }
 
-static int h_value_ref(sl_state *st, uint8_t **p, size_t *n)
+/* What add_last reads of a state and its backend, read once for a run of keys: the run's
+ * stores of sums could otherwise alias them, and each key would load them again. */
+typedef struct add_scope {
+    heap_backend *hb;
+    sl__htab *const *kg; /* by key group - kg_start */
+    int kg_start;
+    int f; /* the summed field: the last */
+    uint64_t ns_hash;
+    const uint8_t *ns;
+    size_t ns_len;
+} add_scope;
+
+static inline add_scope add_scope_of(sl_state *st)
 {
-    return value_ref(st, p, n);
+    heap_backend *hb = (heap_backend *)st->be;
+    return (add_scope){.hb = hb,
+                       .kg = ((hstate *)st->impl)->kg,
+                       .kg_start = hb->base.kg_start,
+                       .f = st->schema->n - 1,
+                       .ns_hash = st->ns_hash,
+                       .ns = st->ns,
+                       .ns_len = st->ns_len};
 }
 
-/* sl__value_add_last_fn (state.h): value_ref and the add in one call. */
-static int h_value_add_last(sl_state *st, const sl_value *delta, sl_value *sum)
+/* sl__value_add_last for key k (current or not) in state st of scope c: finds its entry
+ * (at: where it is, or would be inserted, when absent) and adds delta to the summed field
+ * where the stored row ends. 1, or 0 when the entry is absent or its sum null. */
+static inline __attribute__((always_inline)) int add_last(sl_state *st, const add_scope *c,
+                                                          const sl__key *k, const sl_value *delta,
+                                                          sl_value *sum, pos *at)
 {
-    uint8_t *p;
-    size_t n;
-    int f = st->schema->n - 1;
-    /* the row: a one-byte null bitmap, ..., f's 8 bytes last */
-    if (!value_ref(st, &p, &n) || n < 9 || (p[0] >> f) & 1) /* absent, or f null there */
+    reclaim_some(c->hb);
+    uint64_t hash = sl__scope_hash(k->hash, c->ns_hash, c->ns_len);
+    sl__htab *tab = c->kg[k->key_group - c->kg_start];
+    size_t slot = 0;
+    bool found = tab && sl__htab_find(tab, hash, k->bytes, k->len, c->ns, c->ns_len, &slot);
+    at->found = found; /* the rest only when it is used (remember) */
+    if (!found) {
+        at->tab = tab;
+        at->slot = slot;
+        at->hash = hash;
         return 0;
+    }
+    uint8_t *e = sl__htab_at(tab, slot);
+    size_t n;
+    uint8_t *p = sl__ent_value(e, &n);
+    /* the row: a one-byte null bitmap, ..., the summed field's 8 bytes last */
+    if (n < 9 || (p[0] >> c->f) & 1) /* the sum is null */
+        return 0;
+    if (cow_kg(c->hb, e, k->key_group)) {
+        pos here = {.tab = tab, .slot = slot, .hash = hash, .found = true};
+        p = sl__ent_value(replace_entry(c->hb, st->kind, &here, p, n), &n);
+    }
     sum->type = delta->type;
     memcpy(&sum->u.i64, p + n - 8, 8); /* as sl__row_write: the value's 8 bytes */
     sl__add_number(sum, delta);
     memcpy(p + n - 8, &sum->u.i64, 8);
-    st->mod++;
     return 1;
+}
+
+/* sl__value_add_last_fn (state.h). An absent entry's place is remembered, for the get and
+ * update that insert it. */
+static int h_value_add_last(sl_state *st, const sl_value *delta, sl_value *sum)
+{
+    add_scope c = add_scope_of(st);
+    pos at;
+    if (add_last(st, &c, &st->be->key, delta, sum, &at)) {
+        st->mod++;
+        return 1;
+    }
+    if (!at.found)
+        remember(st, &at);
+    return 0;
+}
+
+/* sl__value_add_last_run_fn (state.h): add_last for each key in turn, not made current
+ * (what the current key's cache holds stays true: a run inserts nothing and moves no
+ * entry). */
+static size_t h_value_add_last_run(sl_state *st, const sl__key *keys, const sl_value *deltas,
+                                   sl_value *sums, size_t n)
+{
+    add_scope c = add_scope_of(st);
+    size_t i = 0;
+    pos at;
+    while (i < n && add_last(st, &c, &keys[i], &deltas[i], &sums[i], &at))
+        i++;
+    st->mod += i;
+    return i;
 }
 
 static int h_list_get(sl_state *st, const uint8_t **p, size_t *n)
@@ -809,6 +882,7 @@ static const sl__state_ops heap_state_ops = {
     .value_put = h_value_put,
     .value_ref = h_value_ref,
     .value_add_last = h_value_add_last,
+    .value_add_last_run = h_value_add_last_run,
     .list_get = h_list_get,
     .list_append = h_list_append,
     .list_set = h_list_set,
