@@ -829,6 +829,16 @@ static bool emits_keyless(const sl_ctx *head)
     return true;
 }
 
+/* The chained sink without keyed state that is head's one output, or NULL: what
+ * emit_checked would call for each row, found once for a buffer. */
+static sl_ctx *only_sink(const sl_ctx *head)
+{
+    if (head->nouts != 1)
+        return NULL;
+    sl_ctx *next = head->outs[0].next;
+    return next && next->node->kind == SL_NODE_SINK && !next->kb ? next : NULL;
+}
+
 /* The pairs of records [i, last) of the ring, from i up to the first record that is not a
  * pair (pair_read), summed with one call into the state (agg_add_run) and then emitted in
  * order, as sum_pair would one by one. The call stops at a key whose sum it cannot add to
@@ -836,11 +846,12 @@ static bool emits_keyless(const sl_ctx *head)
  * through another call. Sets *done to the records processed (0 when record i is not a pair:
  * process takes it); 0, or <0 when the operator failed (the sums of the run's later
  * records may then be added already: the job fails, and its state with it). Leaves the
- * last record's key current. row: the input row, which sum_pair_apply reads. Only when
- * emits_keyless holds. */
+ * last record's key current. row: the input row, which sum_pair_apply reads; sink:
+ * only_sink(head). Only when emits_keyless holds. */
 static inline __attribute__((always_inline)) int
 sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_t *hashes, size_t i,
-             size_t last, int max_parallelism, sl_value *row, bool *borrowed, size_t *done)
+             size_t last, int max_parallelism, sl_value *row, sl_ctx *sink, bool *borrowed,
+             size_t *done)
 {
     sl__key keys[RUN];
     sl_value keyv[RUN], nums[RUN], sums[RUN];
@@ -868,7 +879,7 @@ sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_
         for (size_t a = j; !batch && a < j + added; a++) {
             cur[0] = keyv[a];
             cur[1] = sums[a];
-            int rc = emit_checked(head, cur);
+            int rc = sink ? sink_invoke(sink, cur) : emit_checked(head, cur);
             if (rc < 0)
                 return rc;
         }
@@ -927,6 +938,7 @@ static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__bu
     bool borrow = kb && frame_keys(&head->keyer, s);
     bool pair = kb && head->agg_pair;
     bool run = pair && head->agg_add_run && emits_keyless(head);
+    sl_ctx *sink = run ? only_sink(head) : NULL;
     const uint8_t *scan = b->data, *end = b->data + b->len; /* the next frame to read */
     frame ring[RING];
     uint64_t hashes[RING]; /* the frames' key hashes, in the same places */
@@ -961,7 +973,7 @@ static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__bu
         for (size_t i = first; i < last; i++) {
             if (run) {
                 size_t done;
-                int rc = sum_pair_run(head, s, ring, hashes, i, last, max_parallelism, row,
+                int rc = sum_pair_run(head, s, ring, hashes, i, last, max_parallelism, row, sink,
                                       borrowed, &done);
                 if (rc < 0)
                     return rc;

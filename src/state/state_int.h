@@ -299,12 +299,16 @@ sl__ent_is(const uint8_t *e, const void *a, size_t alen, const void *b, size_t b
     const uint8_t *p;
     if (alen < 0x80 && blen < 0x80) {
         /* the usual case: both lengths are one-byte varints, so the entry's must be the
-         * same bytes */
-        if (e[8] != alen || e[9] != blen)
+         * same bytes; read with the value's length and the byte after in one load (as
+         * sl__ent_value) */
+        uint32_t hdr;
+        memcpy(&hdr, e + 8, 4);
+        if ((hdr & 0xffff) != (alen | blen << 8))
             return false;
-        p = e + 10;
-        while (*p++ & 0x80) /* skip vlen */
-            ;
+        p = e + 11;
+        if (__builtin_expect(hdr & 0x800000, 0)) /* a value of 128 bytes or more */
+            while (*p++ & 0x80)
+                ;
     } else {
         size_t ea, eb, ev;
         p = sl__get_varint(e + 8, &ea);

@@ -276,7 +276,17 @@ TEST(sum_of_pairs_keyed_by_a_bool)
  * run, and emits them after: runs broken by a key's first record, by a null sum and by a
  * record that is not a pair (a null key or number), repeated keys within a run. The
  * emitted rows, in order, must be what summing record by record gives (a model here). */
-TEST(sum_of_pairs_in_runs_emits_what_one_by_one_gives)
+static int copy_pair(sl_ctx *ctx, const sl_value *in, sl_value *out)
+{
+    (void)ctx;
+    out[0] = in[0];
+    out[1] = in[1];
+    return 0;
+}
+
+/* shape: the sum's output to a chained sink (0), through a channel's writer (1), to a
+ * chained map (2: the sums are then added one by one) */
+static void run_pair_runs(int shape)
 {
     enum { N = 3000, KEYS = 23 };
     static char names[KEYS][24];
@@ -315,7 +325,11 @@ TEST(sum_of_pairs_in_runs_emits_what_one_by_one_gives)
     }
     sl_env *env = env_with("-p", "1");
     sl_stream *in = sl_from_rows(env, "k:str,v:i64", rows, N);
-    collected *c = collect(sl_sum(sl_key_by(in, 0), 1));
+    sl_stream *sums = sl_sum(sl_key_by(in, 0), 1);
+    sl_map_fn copy = {.map = copy_pair};
+    collected *c = collect(shape == 0   ? sums
+                           : shape == 1 ? sl_rebalance(sums)
+                                        : sl_map(sums, "k:str,v:i64", &copy));
     CHECK_EQ_INT(sl_execute(env, "pair_runs"), 0);
     CHECK_EQ_INT(c->n, N);
     for (int i = 0; i < N && i < c->n; i++) {
@@ -329,6 +343,21 @@ TEST(sum_of_pairs_in_runs_emits_what_one_by_one_gives)
     free(rows);
     collected_free(c);
     sl_env_destroy(env);
+}
+
+TEST(sum_of_pairs_in_runs_emits_what_one_by_one_gives)
+{
+    run_pair_runs(0);
+}
+
+TEST(sum_of_pairs_in_runs_through_a_writer)
+{
+    run_pair_runs(1);
+}
+
+TEST(sum_of_pairs_to_a_chained_operator_one_by_one)
+{
+    run_pair_runs(2);
 }
 
 TEST(pairs_of_every_key_length_p1)
@@ -633,15 +662,16 @@ TEST(slow_sink_backpressures_a_fast_source_and_sigint_cancels)
 
 int main(int argc, char **argv)
 {
-    return RUN_TESTS(argc, argv, sum_streaming_p1, sum_streaming_p4, sum_batch_p3_emits_final_only,
-                     automatic_mode_is_batch_for_bounded_sources, key_selector_and_min_max,
-                     sum_with_nulls_keeps_the_first_rows_fields,
-                     sum_of_pairs_agrees_with_the_general_path, sum_of_pairs_keyed_by_a_bool,
-                     sum_of_pairs_in_runs_emits_what_one_by_one_gives, pairs_of_every_key_length_p1,
-                     pairs_of_every_key_length_p3, forward_edges_chain_rebalance_does_not,
-                     threads_are_named_after_their_chain, rebalance_spreads_and_union_merges,
-                     wider_producer_feeds_narrower_consumer, user_error_names_operator_and_subtask,
-                     emitting_the_wrong_type_fails_with_the_schema, builder_errors_are_clear,
-                     config_errors_are_clear,
-                     slow_sink_backpressures_a_fast_source_and_sigint_cancels);
+    return RUN_TESTS(
+        argc, argv, sum_streaming_p1, sum_streaming_p4, sum_batch_p3_emits_final_only,
+        automatic_mode_is_batch_for_bounded_sources, key_selector_and_min_max,
+        sum_with_nulls_keeps_the_first_rows_fields, sum_of_pairs_agrees_with_the_general_path,
+        sum_of_pairs_keyed_by_a_bool, sum_of_pairs_in_runs_emits_what_one_by_one_gives,
+        sum_of_pairs_in_runs_through_a_writer, sum_of_pairs_to_a_chained_operator_one_by_one,
+        pairs_of_every_key_length_p1, pairs_of_every_key_length_p3,
+        forward_edges_chain_rebalance_does_not, threads_are_named_after_their_chain,
+        rebalance_spreads_and_union_merges, wider_producer_feeds_narrower_consumer,
+        user_error_names_operator_and_subtask, emitting_the_wrong_type_fails_with_the_schema,
+        builder_errors_are_clear, config_errors_are_clear,
+        slow_sink_backpressures_a_fast_source_and_sigint_cancels);
 }
