@@ -12,11 +12,24 @@
 
 uint64_t sl__hash(const void *p, size_t len);
 
-static inline int sl__key_group(uint64_t hash, int max_parallelism)
+/* max_parallelism - 1 when it is a power of two (the default, 128, and most settings), so
+ * that a key group is a mask instead of a division; else 0. */
+static inline uint64_t sl__key_group_mask(int max_parallelism)
 {
     uint64_t m = (uint64_t)max_parallelism;
-    /* the default (128) and most settings are powers of two: a mask instead of a division */
-    return (int)((m & (m - 1)) == 0 ? hash & (m - 1) : hash % m);
+    return (m & (m - 1)) == 0 ? m - 1 : 0;
+}
+
+/* sl__key_group with mask = sl__key_group_mask(max_parallelism), for loops over many
+ * hashes: the mask's test is then made once, not per hash. */
+static inline int sl__key_group_masked(uint64_t hash, int max_parallelism, uint64_t mask)
+{
+    return (int)(mask ? hash & mask : hash % (uint64_t)max_parallelism);
+}
+
+static inline int sl__key_group(uint64_t hash, int max_parallelism)
+{
+    return sl__key_group_masked(hash, max_parallelism, sl__key_group_mask(max_parallelism));
 }
 
 static inline int sl__key_group_owner(int key_group, int parallelism, int max_parallelism)

@@ -857,6 +857,7 @@ sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_
     sl_value keyv[RUN], nums[RUN], sums[RUN];
     size_t n = 0, at = i % RING; /* [i, last) lies together in the ring: one run */
     sl_type t0 = s->types[0], t1 = s->types[1];
+    uint64_t kg_mask = sl__key_group_mask(max_parallelism);
     bool fired = false;
     *done = 0;
     for (; i + n < last; n++) {
@@ -870,7 +871,7 @@ sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_
         }
         keys[n].bytes = f->row;
         keys[n].hash = hash;
-        keys[n].key_group = sl__key_group(hash, max_parallelism);
+        keys[n].key_group = sl__key_group_masked(hash, max_parallelism, kg_mask);
     }
     sl_value *cur = head->out_row;
     bool batch = is_batch(head);

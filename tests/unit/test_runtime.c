@@ -285,8 +285,9 @@ static int copy_pair(sl_ctx *ctx, const sl_value *in, sl_value *out)
 }
 
 /* shape: the sum's output to a chained sink (0), through a channel's writer (1), to a
- * chained map (2: the sums are then added one by one) */
-static void run_pair_runs(int shape)
+ * chained map (2: the sums are then added one by one); max_parallelism: 0 for the default
+ * (128), or another (a key group then is the hash modulo, not masked) */
+static void run_pair_runs(int shape, int max_parallelism)
 {
     enum { N = 3000, KEYS = 23 };
     static char names[KEYS][24];
@@ -324,6 +325,8 @@ static void run_pair_runs(int shape)
         want[i] = strdup(line);
     }
     sl_env *env = env_with("-p", "1");
+    if (max_parallelism)
+        sl_env_set_max_parallelism(env, max_parallelism);
     sl_stream *in = sl_from_rows(env, "k:str,v:i64", rows, N);
     sl_stream *sums = sl_sum(sl_key_by(in, 0), 1);
     sl_map_fn copy = {.map = copy_pair};
@@ -347,17 +350,18 @@ static void run_pair_runs(int shape)
 
 TEST(sum_of_pairs_in_runs_emits_what_one_by_one_gives)
 {
-    run_pair_runs(0);
+    run_pair_runs(0, 0);
+    run_pair_runs(0, 100);
 }
 
 TEST(sum_of_pairs_in_runs_through_a_writer)
 {
-    run_pair_runs(1);
+    run_pair_runs(1, 0);
 }
 
 TEST(sum_of_pairs_to_a_chained_operator_one_by_one)
 {
-    run_pair_runs(2);
+    run_pair_runs(2, 0);
 }
 
 TEST(pairs_of_every_key_length_p1)

@@ -158,6 +158,22 @@ static sl_state *reg(sl__keyed_backend *be, const sl_state_desc *d)
 
 /* ---- every kind ----------------------------------------------------------------------- */
 
+/* a key group is the hash modulo max parallelism, with the mask (sl__key_group_masked) as
+ * without it, for powers of two and others */
+TEST(key_group_is_the_hash_modulo_max_parallelism)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (int m = 1; m <= 300; m++) {
+        uint64_t mask = sl__key_group_mask(m);
+        CHECK_EQ_INT(mask != 0, m > 1 && (m & (m - 1)) == 0);
+        for (int i = 0; i < 50; i++) {
+            h ^= h << 13, h ^= h >> 7, h ^= h << 17;
+            CHECK_EQ_INT(sl__key_group_masked(h, m, mask), (int)(h % (uint64_t)m));
+            CHECK_EQ_INT(sl__key_group(h, m), (int)(h % (uint64_t)m));
+        }
+    }
+}
+
 TEST(value_get_update_clear)
 {
     sl__keyed_backend *be = backend(128);
@@ -1509,5 +1525,5 @@ int main(int argc, char **argv)
         operator_list_state_basics, snapshot_restore_round_trip, rescale_two_to_three,
         corrupted_snapshots_are_refused, operator_redistribution_3_to_2,
         operator_redistribution_2_to_5, operator_snapshot_errors,
-        alloc_failures_on_registration_and_restore);
+        alloc_failures_on_registration_and_restore, key_group_is_the_hash_modulo_max_parallelism);
 }

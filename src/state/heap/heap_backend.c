@@ -1009,12 +1009,12 @@ static int h_for_each_key(sl__keyed_backend *be, sl_state *st,
 }
 
 /* The table in kg (a state's tables by key group index, n of them, the first for key
- * group start) of hash's key group under max parallelism m, or NULL when that key group is
- * outside the backend's range or has no table yet. */
+ * group start) of hash's key group under max parallelism m (mask: sl__key_group_mask(m)),
+ * or NULL when that key group is outside the backend's range or has no table yet. */
 static inline const sl__htab *kg_table(sl__htab *const *kg, size_t n, int start, int m,
-                                       uint64_t hash)
+                                       uint64_t mask, uint64_t hash)
 {
-    size_t idx = (size_t)(sl__key_group(hash, m) - start);
+    size_t idx = (size_t)(sl__key_group_masked(hash, m, mask) - start);
     return idx < n ? kg[idx] : NULL;
 }
 
@@ -1029,17 +1029,18 @@ static void h_prefetch(sl__keyed_backend *be, const uint64_t *slot_hashes, size_
     heap_backend *hb = (heap_backend *)be;
     size_t n = nkg(hb);
     int start = hb->base.kg_start, m = hb->base.max_parallelism;
+    uint64_t mask = sl__key_group_mask(m);
     for (size_t i = 0; i < hb->npf; i++) {
         sl__htab *const *kg = hb->pf[i].kg;
         uint64_t ns_hash = hb->pf[i].handle->ns_hash;
         size_t ns_len = hb->pf[i].handle->ns_len;
         for (size_t j = 0; j < nslot; j++) {
-            const sl__htab *t = kg_table(kg, n, start, m, slot_hashes[j]);
+            const sl__htab *t = kg_table(kg, n, start, m, mask, slot_hashes[j]);
             if (t)
                 sl__htab_prefetch_slot(t, sl__scope_hash(slot_hashes[j], ns_hash, ns_len));
         }
         for (size_t j = 0; j < nentry; j++) {
-            const sl__htab *t = kg_table(kg, n, start, m, entry_hashes[j]);
+            const sl__htab *t = kg_table(kg, n, start, m, mask, entry_hashes[j]);
             if (t)
                 sl__htab_prefetch_entry(t, sl__scope_hash(entry_hashes[j], ns_hash, ns_len));
         }
