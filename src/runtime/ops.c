@@ -854,8 +854,8 @@ sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_
              size_t *done)
 {
     sl__key keys[RUN];
-    sl_value keyv[RUN], nums[RUN], sums[RUN];
-    size_t n = 0, at = i % RING; /* [i, last) lies together in the ring: one run */
+    sl_value out[RUN][2], nums[RUN]; /* out: the rows emitted, each (key, sum) */
+    size_t n = 0, at = i % RING;     /* [i, last) lies together in the ring: one run */
     sl_type t0 = s->types[0], t1 = s->types[1];
     uint64_t kg_mask = sl__key_group_mask(max_parallelism);
     bool fired = false;
@@ -863,7 +863,7 @@ sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_
     for (; i + n < last; n++) {
         const frame *f = &ring[at + n];
         uint64_t hash = hashes[at + n];
-        if (!pair_read(t0, t1, f, &keyv[n], &nums[n], &keys[n].len))
+        if (!pair_read(t0, t1, f, &out[n][0], &nums[n], &keys[n].len))
             break;
         if (sl__failpoint("task.record")) {
             fired = true;
@@ -873,14 +873,11 @@ sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_
         keys[n].hash = hash;
         keys[n].key_group = sl__key_group_masked(hash, max_parallelism, kg_mask);
     }
-    sl_value *cur = head->out_row;
     bool batch = is_batch(head);
     for (size_t j = 0; j < n;) {
-        size_t added = head->agg_add_run(head->agg_state, &keys[j], &nums[j], &sums[j], n - j);
+        size_t added = head->agg_add_run(head->agg_state, &keys[j], &nums[j], &out[j][1], 2, n - j);
         for (size_t a = j; !batch && a < j + added; a++) {
-            cur[0] = keyv[a];
-            cur[1] = sums[a];
-            int rc = sink ? sink_invoke(sink, cur) : emit_checked(head, cur);
+            int rc = sink ? sink_invoke(sink, out[a]) : emit_checked(head, out[a]);
             if (rc < 0)
                 return rc;
         }
@@ -893,7 +890,7 @@ sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_
             break;
         }
         const frame *f = &ring[at + j];
-        row[0] = keyv[j];
+        row[0] = out[j][0];
         row[1] = nums[j];
         int rc = sum_pair_apply(head, f, keys[j].len, keys[j].hash, max_parallelism, row, borrowed);
         if (rc < 0)

@@ -180,14 +180,15 @@ typedef int (*sl__value_add_last_fn)(sl_state *st, const sl_value *delta, sl_val
 sl__value_add_last_fn sl__value_add_last_fn_of(const sl_state *st);
 /* sl__value_add_last for a run of keys in turn, each given, none made current (keys[i].hash
  * and key_group as sl__keyed_backend_set_key_parts takes them): adds deltas[i] to the summed
- * field of keys[i]'s row in st's namespace and sets sums[i], until a key whose row
+ * field of keys[i]'s row in st's namespace and sets sums[i * stride], until a key whose row
  * sl__value_add_last would not add to (absent, or a null sum), and returns how many keys
  * were added to (0..n). The caller then makes that key current and goes the usual way. A
  * batch of keys per call, so that a call, and making a key current, is not what each
  * record of a keyed sum costs. NULL from sl__value_add_last_run_fn_of when the backend has
  * none. Task thread. */
 typedef size_t (*sl__value_add_last_run_fn)(sl_state *st, const sl__key *keys,
-                                            const sl_value *deltas, sl_value *sums, size_t n);
+                                            const sl_value *deltas, sl_value *sums, size_t stride,
+                                            size_t n);
 sl__value_add_last_run_fn sl__value_add_last_run_fn_of(const sl_state *st);
 /* ---- Snapshots made of files (RocksDB, state.backend.incremental) ------------------------
  *

@@ -606,7 +606,7 @@ typedef struct sl__state_ops {
     int (*value_add_last)(sl_state *st, const sl_value *delta, sl_value *sum);
     /* Optional, VALUE: sl__value_add_last_run_fn (state.h). */
     size_t (*value_add_last_run)(sl_state *st, const sl__key *keys, const sl_value *deltas,
-                                 sl_value *sums, size_t n);
+                                 sl_value *sums, size_t stride, size_t n);
     /* LIST: the elements (varint length + row each). 1 non-empty, 0 empty, <0 error. */
     int (*list_get)(sl_state *st, const uint8_t **p, size_t *n);
     int (*list_append)(sl_state *st, const uint8_t *p, size_t n, size_t count);

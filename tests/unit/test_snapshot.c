@@ -205,7 +205,7 @@ static void op_on(sl__keyed_backend *be, sl_state **st, uint64_t *r, int64_t id)
         if (run && times == 2) {
             sl__key k[2] = {*sl__keyed_backend_current_key(be), *sl__keyed_backend_current_key(be)};
             sl_value d[2] = {v, v}, sums[2];
-            done = run(st[S_COUNT], k, d, sums, 2);
+            done = run(st[S_COUNT], k, d, sums, 1, 2);
             CHECK(done <= 2);
         }
         for (; done < times; done++)

@@ -731,12 +731,12 @@ static int h_value_add_last(sl_state *st, const sl_value *delta, sl_value *sum)
  * (what the current key's cache holds stays true: a run inserts nothing and moves no
  * entry). */
 static size_t h_value_add_last_run(sl_state *st, const sl__key *keys, const sl_value *deltas,
-                                   sl_value *sums, size_t n)
+                                   sl_value *sums, size_t stride, size_t n)
 {
     add_scope c = add_scope_of(st);
     size_t i = 0;
     pos at;
-    while (i < n && add_last(st, &c, &keys[i], &deltas[i], &sums[i], &at))
+    while (i < n && add_last(st, &c, &keys[i], &deltas[i], &sums[i * stride], &at))
         i++;
     st->mod += i;
     return i;
