@@ -841,13 +841,14 @@ static sl_ctx *only_sink(const sl_ctx *head)
 
 /* The pairs of records [i, last) of the ring, from i up to the first record that is not a
  * pair (pair_read), summed with one call into the state (agg_add_run) and then emitted in
- * order, as sum_pair would one by one. The call stops at a key whose sum it cannot add to
- * (absent, a null sum): that record goes through sum_pair_apply and the rest of the run
- * through another call. Sets *done to the records processed (0 when record i is not a pair:
- * process takes it); 0, or <0 when the operator failed (the sums of the run's later
- * records may then be added already: the job fails, and its state with it). Leaves the
- * last record's key current. row: the input row, which sum_pair_apply reads; sink:
- * only_sink(head). Only when emits_keyless holds. */
+ * order, as sum_pair would one by one (a key's first record stores the pair: the row the
+ * general way would store, and emit). The call stops at a key whose sum is null (or too
+ * long a new key) and makes it current: that record goes the general way
+ * (aggregate_row) and the rest of the run through another call. Sets *done to the records
+ * processed (0 when record i is not a pair: process takes it); 0, or <0 when the operator
+ * failed (the sums of the run's later records may then be added already: the job fails,
+ * and its state with it). Leaves the last record's key current. row: the input row, which
+ * aggregate_row reads; sink: only_sink(head). Only when emits_keyless holds. */
 static inline __attribute__((always_inline)) int
 sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_t *hashes, size_t i,
              size_t last, int max_parallelism, sl_value *row, sl_ctx *sink, bool *borrowed,
@@ -889,10 +890,13 @@ sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_
             sl__state_end_call(head->kb, head->os);
             break;
         }
-        const frame *f = &ring[at + j];
+        /* record j's key, made current by the call: what sum_pair_add does when it cannot
+         * add */
+        *borrowed = true;
         row[0] = out[j][0];
         row[1] = nums[j];
-        int rc = sum_pair_apply(head, f, keys[j].len, keys[j].hash, max_parallelism, row, borrowed);
+        int rc = aggregate_row(head, row);
+        sl__state_end_call(head->kb, head->os);
         if (rc < 0)
             return rc;
         j++;

@@ -179,13 +179,16 @@ int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out);
 typedef int (*sl__value_add_last_fn)(sl_state *st, const sl_value *delta, sl_value *sum);
 sl__value_add_last_fn sl__value_add_last_fn_of(const sl_state *st);
 /* sl__value_add_last for a run of keys in turn, each given, none made current (keys[i].hash
- * and key_group as sl__keyed_backend_set_key_parts takes them): adds deltas[i] to the summed
- * field of keys[i]'s row in st's namespace and sets sums[i * stride], until a key whose row
- * sl__value_add_last would not add to (absent, or a null sum), and returns how many keys
- * were added to (0..n). The caller then makes that key current and goes the usual way. A
- * batch of keys per call, so that a call, and making a key current, is not what each
- * record of a keyed sum costs. NULL from sl__value_add_last_run_fn_of when the backend has
- * none. Task thread. */
+ * and key_group as sl__keyed_backend_set_key_parts takes them), in a state whose rows are
+ * (key, number) pairs: the key row's bytes followed by the number's 8 (a sum over pairs
+ * keyed by their first field). Adds deltas[i] to the number of keys[i]'s row in st's
+ * namespace, or stores the row (keys[i], deltas[i]) when there is none, and sets
+ * sums[i * stride] to the new number; stops at a key whose number is null (or whose row it
+ * cannot store here) and returns how many keys it summed (0..n). That key it makes current
+ * (sl__keyed_backend_set_key_parts), so that the caller goes on the usual way without a
+ * lookup more (the keys are borrowed as set_key_parts borrows them). A batch of keys per
+ * call, so that a call, and making a key current, is not what each record of a keyed sum
+ * costs. NULL from sl__value_add_last_run_fn_of when the backend has none. Task thread. */
 typedef size_t (*sl__value_add_last_run_fn)(sl_state *st, const sl__key *keys,
                                             const sl_value *deltas, sl_value *sums, size_t stride,
                                             size_t n);

@@ -72,7 +72,7 @@ static sl__keyed_backend *backend(int max_parallelism)
 /* the reduce and aggregate functions shared with the other state suites */
 #include "state_callbacks.h"
 
-enum { S_COUNT, S_LAST, S_EVENTS, S_SUM, S_AVG, S_SEEN, S_WIN, NSTATES };
+enum { S_COUNT, S_LAST, S_EVENTS, S_SUM, S_AVG, S_SEEN, S_WIN, S_PAIR, NSTATES };
 
 static const sl_state_desc descs[NSTATES] = {
     {.name = "count", .kind = SL_STATE_VALUE, .schema = "n:i64"},
@@ -82,6 +82,8 @@ static const sl_state_desc descs[NSTATES] = {
     {.name = "avg", .kind = SL_STATE_AGGREGATING, .schema = "x:i64", .aggregate = &avg_fn},
     {.name = "seen", .kind = SL_STATE_MAP, .schema = "n:i64", .key_schema = "word:str"},
     {.name = "win", .kind = SL_STATE_VALUE, .schema = "w:i64"}, /* used with namespaces */
+    /* (key, number) pairs, as the runtime's sum over pairs keeps them */
+    {.name = "pair", .kind = SL_STATE_VALUE, .schema = "k:i64,n:i64"},
 };
 
 static void reg_all(sl__keyed_backend *be, sl_state **st)
@@ -197,20 +199,29 @@ static void op_on(sl__keyed_backend *be, sl_state **st, uint64_t *r, int64_t id)
         v = SL_I64((int64_t)rnd(r));
         CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
         break;
-    case 1: { /* the pair sum's add in place, once or twice, the second time through the
-               * run of keys when the backend has it (a backend without them: updates) */
+    case 1: { /* the pair sum's add in place, and its run of keys, which also stores the
+               * pair of a key that has none: twice the number, in one or two steps, through
+               * the backend's calls when it has them, else through the API */
         v = SL_I64((int64_t)(rnd(r) % 1000));
+        if (sl__value_add_last_fn_of(st[S_COUNT])(st[S_COUNT], &v, &sv[0]) == 0)
+            CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
         size_t times = 1 + (size_t)(rnd(r) % 2), done = 0;
-        sl__value_add_last_run_fn run = sl__value_add_last_run_fn_of(st[S_COUNT]);
-        if (run && times == 2) {
+        sl__value_add_last_run_fn run = sl__value_add_last_run_fn_of(st[S_PAIR]);
+        if (run) {
             sl__key k[2] = {*sl__keyed_backend_current_key(be), *sl__keyed_backend_current_key(be)};
-            sl_value d[2] = {v, v}, sums[2];
-            done = run(st[S_COUNT], k, d, sums, 1, 2);
-            CHECK(done <= 2);
+            sl_value d[2] = {v, v}, sums[4];
+            done = run(st[S_PAIR], k, d, sums, 2, 2);
+            CHECK_EQ_INT((int)done, 2);
+            CHECK_EQ_INT(sums[2].u.i64, sums[0].u.i64 + v.u.i64);
         }
-        for (; done < times; done++)
-            if (sl__value_add_last_fn_of(st[S_COUNT])(st[S_COUNT], &v, &sv[0]) == 0)
-                CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
+        for (; done < 2; done += times) {
+            sl_value pair[2];
+            int found = sl_value_get(st[S_PAIR], pair);
+            CHECK(found >= 0);
+            pair[1] = SL_I64((found ? pair[1].u.i64 : 0) + (int64_t)times * v.u.i64);
+            pair[0] = SL_I64(id);
+            CHECK_EQ_INT(sl_value_update(st[S_PAIR], pair), 0);
+        }
         break;
     }
     case 2: { /* a string that grows, past SL__SLAB_MAX, then shrinks again */

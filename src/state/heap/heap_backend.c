@@ -517,12 +517,12 @@ static uint8_t *entry_at(const pos *at)
     return sl__htab_at(at->tab, at->slot);
 }
 
-/* Inserts a new entry for the current scope (which locate found absent) with value v. */
-static uint8_t *insert(sl_state *st, pos *at, const void *v, size_t vlen)
+/* Inserts a new entry for key k in st's namespace (which a lookup found absent at `at`)
+ * with value v. */
+static uint8_t *insert_key(sl_state *st, const sl__key *k, pos *at, const void *v, size_t vlen)
 {
     heap_backend *hb = (heap_backend *)st->be;
     hstate *hs = st->impl;
-    const sl__key *k = &hb->base.key;
     sl__htab **tp = &hs->kg[k->key_group - hb->base.kg_start];
     if (!*tp)
         *tp = sl__xcalloc(1, sizeof **tp);
@@ -539,6 +539,13 @@ static uint8_t *insert(sl_state *st, pos *at, const void *v, size_t vlen)
     hs->nentries++;
     hb->nentries++;
     at->found = true;
+    return e;
+}
+
+/* Inserts a new entry for the current scope (which locate found absent) with value v. */
+static uint8_t *insert(sl_state *st, pos *at, const void *v, size_t vlen)
+{
+    uint8_t *e = insert_key(st, &st->be->key, at, v, vlen);
     remember(st, at);
     return e;
 }
@@ -658,27 +665,47 @@ typedef struct add_scope {
     heap_backend *hb;
     sl__htab *const *kg; /* by key group - kg_start */
     int kg_start;
-    int f; /* the summed field: the last */
+    int f;           /* the summed field: the last */
+    bool put_absent; /* store a row for a key that has none (put_pair) */
     uint64_t ns_hash;
     const uint8_t *ns;
     size_t ns_len;
 } add_scope;
 
-static inline add_scope add_scope_of(sl_state *st)
+static inline add_scope add_scope_of(sl_state *st, bool put_absent)
 {
     heap_backend *hb = (heap_backend *)st->be;
     return (add_scope){.hb = hb,
                        .kg = ((hstate *)st->impl)->kg,
                        .kg_start = hb->base.kg_start,
                        .f = st->schema->n - 1,
+                       .put_absent = put_absent,
                        .ns_hash = st->ns_hash,
                        .ns = st->ns,
                        .ns_len = st->ns_len};
 }
 
-/* sl__value_add_last for key k (current or not) in state st of scope c: finds its entry
- * (at: where it is, or would be inserted, when absent) and adds delta to the summed field
- * where the stored row ends. 1, or 0 when the entry is absent or its sum null. */
+/* The run's part for a key k that has no row (absent at `at`): stores the row (key, delta),
+ * which is k's row followed by delta's 8 bytes (sl__value_add_last_run_fn), and sets *sum to
+ * delta. 1, or 0 for a key too long for the copy here (the caller goes the usual way). */
+static __attribute__((noinline)) int put_pair(sl_state *st, const sl__key *k, const sl_value *delta,
+                                              sl_value *sum, pos *at)
+{
+    uint8_t row[256];
+    if (k->len > sizeof row - 8)
+        return 0;
+    memcpy(row, k->bytes, k->len);
+    memcpy(row + k->len, &delta->u.i64, 8); /* as sl__row_write */
+    insert_key(st, k, at, row, k->len + 8);
+    ((hstate *)st->impl)->cache.valid = false; /* the current key's place may be taken now */
+    *sum = *delta;
+    return 1;
+}
+
+/* sl__value_add_last for key k (current or not) in state st of scope c: finds its entry and
+ * adds delta to the summed field where the stored row ends; with c->put_absent, stores the
+ * row (key, delta) for a key that has none (put_pair). 1, or 0 when it did neither (the
+ * entry is absent, or its sum null); *at then says where it is, or would be inserted. */
 static inline __attribute__((always_inline)) int add_last(sl_state *st, const add_scope *c,
                                                           const sl__key *k, const sl_value *delta,
                                                           sl_value *sum, pos *at)
@@ -688,19 +715,18 @@ static inline __attribute__((always_inline)) int add_last(sl_state *st, const ad
     sl__htab *tab = c->kg[k->key_group - c->kg_start];
     size_t slot = 0;
     bool found = tab && sl__htab_find(tab, hash, k->bytes, k->len, c->ns, c->ns_len, &slot);
-    at->found = found; /* the rest only when it is used (remember) */
     if (!found) {
-        at->tab = tab;
-        at->slot = slot;
-        at->hash = hash;
-        return 0;
+        *at = (pos){.tab = tab, .slot = slot, .hash = hash, .found = false};
+        return c->put_absent ? put_pair(st, k, delta, sum, at) : 0;
     }
     uint8_t *e = sl__htab_at(tab, slot);
     size_t n;
     uint8_t *p = sl__ent_value(e, &n);
     /* the row: a one-byte null bitmap, ..., the summed field's 8 bytes last */
-    if (n < 9 || (p[0] >> c->f) & 1) /* the sum is null */
+    if (n < 9 || (p[0] >> c->f) & 1) { /* the sum is null */
+        *at = (pos){.tab = tab, .slot = slot, .hash = hash, .found = true};
         return 0;
+    }
     if (cow_kg(c->hb, e, k->key_group)) {
         pos here = {.tab = tab, .slot = slot, .hash = hash, .found = true};
         p = sl__ent_value(replace_entry(c->hb, st->kind, &here, p, n), &n);
@@ -712,33 +738,37 @@ static inline __attribute__((always_inline)) int add_last(sl_state *st, const ad
     return 1;
 }
 
-/* sl__value_add_last_fn (state.h). An absent entry's place is remembered, for the get and
- * update that insert it. */
+/* sl__value_add_last_fn (state.h). Where the entry is, or would be inserted, is
+ * remembered when it does not add, for the get and update that follow. */
 static int h_value_add_last(sl_state *st, const sl_value *delta, sl_value *sum)
 {
-    add_scope c = add_scope_of(st);
+    add_scope c = add_scope_of(st, false);
     pos at;
     if (add_last(st, &c, &st->be->key, delta, sum, &at)) {
         st->mod++;
         return 1;
     }
-    if (!at.found)
-        remember(st, &at);
+    remember(st, &at);
     return 0;
 }
 
-/* sl__value_add_last_run_fn (state.h): add_last for each key in turn, not made current
- * (what the current key's cache holds stays true: a run inserts nothing and moves no
- * entry). */
+/* sl__value_add_last_run_fn (state.h): add_last for each key in turn, storing the rows of
+ * keys that have none, not made current, but the one it stops at, whose place is then
+ * remembered as h_value_add_last does. */
 static size_t h_value_add_last_run(sl_state *st, const sl__key *keys, const sl_value *deltas,
                                    sl_value *sums, size_t stride, size_t n)
 {
-    add_scope c = add_scope_of(st);
+    add_scope c = add_scope_of(st, true);
     size_t i = 0;
     pos at;
     while (i < n && add_last(st, &c, &keys[i], &deltas[i], &sums[i * stride], &at))
         i++;
     st->mod += i;
+    if (i < n) {
+        const sl__key *k = &keys[i];
+        sl__keyed_backend_set_key_parts(st->be, k->bytes, k->len, k->hash, k->key_group);
+        remember(st, &at);
+    }
     return i;
 }
 
