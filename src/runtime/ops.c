@@ -877,6 +877,8 @@ sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_
     bool batch = is_batch(head);
     for (size_t j = 0; j < n;) {
         size_t added = head->agg_add_run(head->agg_state, &keys[j], &nums[j], &out[j][1], 2, n - j);
+        if (j + added < n) /* it made the key it stopped at, in b, current */
+            *borrowed = true;
         for (size_t a = j; !batch && a < j + added; a++) {
             int rc = sink ? sink_invoke(sink, out[a]) : emit_checked(head, out[a]);
             if (rc < 0)
@@ -892,7 +894,6 @@ sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_
         }
         /* record j's key, made current by the call: what sum_pair_add does when it cannot
          * add */
-        *borrowed = true;
         row[0] = out[j][0];
         row[1] = nums[j];
         int rc = aggregate_row(head, row);

@@ -50,6 +50,22 @@ typedef struct keybuf {
     sl__key k;
 } keybuf;
 
+/* Key id as the backend's calls take it, in kb. */
+static const sl__key *key_of(sl__keyed_backend *be, int64_t id, keybuf *kb)
+{
+    sl_value v = SL_I64(id);
+    uint8_t *end = sl__row_write(key_schema(), &v, kb->bytes);
+    kb->k.bytes = kb->bytes;
+    kb->k.len = (size_t)(end - kb->bytes);
+    kb->k.hash = sl__hash(kb->bytes, kb->k.len);
+    kb->k.key_group = sl__key_group(kb->k.hash, be->max_parallelism);
+    return &kb->k;
+}
+
+/* The control backend (make_pair) takes the mutations through the API only, where the
+ * backend under test has calls of its own (the pair run). */
+static sl__keyed_backend *api_only;
+
 static void use_key(sl__keyed_backend *be, int64_t id)
 {
     static keybuf kb;
@@ -130,6 +146,8 @@ static void fill_key(sl__keyed_backend *be, sl_state **st, int64_t id)
         CHECK_EQ_INT(sl_value_update(st[S_WIN], &w), 0);
     }
     CHECK_EQ_INT(sl_state_set_namespace(st[S_WIN], NULL, 0), 0);
+    sl_value pair[2] = {SL_I64(id), SL_I64(id * 3)};
+    CHECK_EQ_INT(sl_value_update(st[S_PAIR], pair), 0);
 }
 
 /* Checks, through the API, what fill_key wrote. */
@@ -167,6 +185,9 @@ static void check_key(sl__keyed_backend *be, sl_state **st, int64_t id)
         CHECK_EQ_INT(v.u.i64, id * 10 + ns);
     }
     CHECK_EQ_INT(sl_state_set_namespace(st[S_WIN], NULL, 0), 0);
+    CHECK_EQ_INT(sl_value_get(st[S_PAIR], sv), 1);
+    CHECK_EQ_INT(sv[0].u.i64, id);
+    CHECK_EQ_INT(sv[1].u.i64, id * 3);
 }
 
 /* ---- a seeded stream of mutations ----------------------------------------------------- */
@@ -199,27 +220,29 @@ static void op_on(sl__keyed_backend *be, sl_state **st, uint64_t *r, int64_t id)
         v = SL_I64((int64_t)rnd(r));
         CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
         break;
-    case 1: { /* the pair sum's add in place, and its run of keys, which also stores the
-               * pair of a key that has none: twice the number, in one or two steps, through
-               * the backend's calls when it has them, else through the API */
+    case 1: { /* the pair sum's add in place, and its run of keys: another key (not
+               * current, likely of another key group) and the current one, each added to or
+               * stored when it has no pair; through the API on the control */
         v = SL_I64((int64_t)(rnd(r) % 1000));
         if (sl__value_add_last_fn_of(st[S_COUNT])(st[S_COUNT], &v, &sv[0]) == 0)
             CHECK_EQ_INT(sl_value_update(st[S_COUNT], &v), 0);
-        size_t times = 1 + (size_t)(rnd(r) % 2), done = 0;
+        int64_t other = (id * 7 + 3) % 1000003;
         sl__value_add_last_run_fn run = sl__value_add_last_run_fn_of(st[S_PAIR]);
-        if (run) {
-            sl__key k[2] = {*sl__keyed_backend_current_key(be), *sl__keyed_backend_current_key(be)};
+        if (run && be != api_only) {
+            keybuf okb;
+            sl__key k[2] = {*key_of(be, other, &okb), *sl__keyed_backend_current_key(be)};
             sl_value d[2] = {v, v}, sums[4];
-            done = run(st[S_PAIR], k, d, sums, 2, 2);
-            CHECK_EQ_INT((int)done, 2);
-            CHECK_EQ_INT(sums[2].u.i64, sums[0].u.i64 + v.u.i64);
+            CHECK_EQ_INT((int)run(st[S_PAIR], k, d, sums, 2, 2), 2);
+            break;
         }
-        for (; done < 2; done += times) {
+        int64_t ids[2] = {other, id};
+        for (int i = 0; i < 2; i++) {
+            use_key(be, ids[i]);
             sl_value pair[2];
             int found = sl_value_get(st[S_PAIR], pair);
             CHECK(found >= 0);
-            pair[1] = SL_I64((found ? pair[1].u.i64 : 0) + (int64_t)times * v.u.i64);
-            pair[0] = SL_I64(id);
+            pair[1] = SL_I64((found ? pair[1].u.i64 : 0) + v.u.i64);
+            pair[0] = SL_I64(ids[i]);
             CHECK_EQ_INT(sl_value_update(st[S_PAIR], pair), 0);
         }
         break;
@@ -521,6 +544,7 @@ static pair make_pair(int m, int64_t nkeys)
     pair p;
     p.be = backend(m);
     p.control = backend(m);
+    api_only = p.control;
     reg_all(p.be, p.st);
     reg_all(p.control, p.cst);
     for (int64_t id = 0; id < nkeys; id++) {

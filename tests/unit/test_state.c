@@ -158,6 +158,67 @@ static sl_state *reg(sl__keyed_backend *be, const sl_state_desc *d)
 
 /* ---- every kind ----------------------------------------------------------------------- */
 
+/* the pair run (sl__value_add_last_run_fn) stores a key's first pair as the bytes an update
+ * of the row (key, number) stores, for keys of every length class (to the longest it
+ * stores itself, and past it: the run stops and the update stores it) and for i64 and f64
+ * numbers; then adds to it in place */
+TEST(pair_run_stores_what_an_update_stores)
+{
+    char err[128];
+    sl__schema *ks = sl__schema_parse("k:str", err, sizeof err);
+    CHECK(ks);
+    sl__keyed_backend *be = test_backend_range(128, 0, 128, ks);
+    CHECK(be);
+    static const sl_state_desc d[4] = {
+        {.name = "pair_i", .kind = SL_STATE_VALUE, .schema = "k:str,n:i64"},
+        {.name = "ref_i", .kind = SL_STATE_VALUE, .schema = "k:str,n:i64"},
+        {.name = "pair_f", .kind = SL_STATE_VALUE, .schema = "k:str,n:f64"},
+        {.name = "ref_f", .kind = SL_STATE_VALUE, .schema = "k:str,n:f64"}};
+    sl_state *st[4];
+    for (int i = 0; i < 4; i++)
+        st[i] = reg(be, &d[i]);
+    sl__value_add_last_run_fn run = sl__value_add_last_run_fn_of(st[0]);
+    if (!run) { /* a backend without the run */
+        sl__keyed_backend_destroy(be);
+        sl__schema_destroy(ks);
+        return;
+    }
+    static const size_t lens[] = {0, 1, 5, 126, 127, 128, 245, 246, 300};
+    static char text[301];
+    memset(text, 'q', sizeof text);
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        text[0] = (char)('a' + (int)li); /* another key per length */
+        for (int f = 0; f < 2; f++) {
+            sl_state *pair = st[2 * f], *ref = st[2 * f + 1];
+            sl_value key = sl_strn(text, lens[li]);
+            sl_value num = f ? SL_F64(-0.0) : SL_I64(-7);
+            uint8_t kbuf[320];
+            sl__key k = {.bytes = kbuf, .len = (size_t)(sl__row_write(ks, &key, kbuf) - kbuf)};
+            k.hash = sl__hash(kbuf, k.len);
+            k.key_group = sl__key_group(k.hash, 128);
+            sl_value sum;
+            size_t done = run(pair, &k, &num, &sum, 1, 1);
+            CHECK_EQ_INT((int)done, lens[li] <= 245);
+            sl__keyed_backend_set_key(be, &k);
+            sl_value row[2] = {key, num};
+            if (!done)
+                CHECK_EQ_INT(sl_value_update(pair, row), 0);
+            else
+                CHECK(sum.type == num.type && !memcmp(&sum.u, &num.u, 8));
+            CHECK_EQ_INT(sl_value_update(ref, row), 0);
+            const uint8_t *a, *b;
+            size_t an, bn;
+            CHECK_EQ_INT(pair->ops->value_get(pair, &a, &an), 1);
+            CHECK_EQ_INT(ref->ops->value_get(ref, &b, &bn), 1);
+            CHECK(an == bn && !memcmp(a, b, an));
+            CHECK_EQ_INT((int)run(pair, &k, &num, &sum, 1, 1), 1); /* now an add in place */
+            CHECK(f ? sum.u.f64 == 0.0 : sum.u.i64 == -14);
+        }
+    }
+    sl__keyed_backend_destroy(be);
+    sl__schema_destroy(ks);
+}
+
 /* a key group is the hash modulo max parallelism, with the mask (sl__key_group_masked) as
  * without it, for powers of two and others */
 TEST(key_group_is_the_hash_modulo_max_parallelism)
@@ -1525,5 +1586,6 @@ int main(int argc, char **argv)
         operator_list_state_basics, snapshot_restore_round_trip, rescale_two_to_three,
         corrupted_snapshots_are_refused, operator_redistribution_3_to_2,
         operator_redistribution_2_to_5, operator_snapshot_errors,
-        alloc_failures_on_registration_and_restore, key_group_is_the_hash_modulo_max_parallelism);
+        alloc_failures_on_registration_and_restore, key_group_is_the_hash_modulo_max_parallelism,
+        pair_run_stores_what_an_update_stores);
 }

@@ -710,6 +710,7 @@ static inline __attribute__((always_inline)) int add_last(sl_state *st, const ad
                                                           const sl__key *k, const sl_value *delta,
                                                           sl_value *sum, pos *at)
 {
+    SL_ASSERT(k->key_group >= c->kg_start && k->key_group < c->hb->base.kg_end);
     reclaim_some(c->hb);
     uint64_t hash = sl__scope_hash(k->hash, c->ns_hash, c->ns_len);
     sl__htab *tab = c->kg[k->key_group - c->kg_start];
