@@ -665,6 +665,7 @@ typedef struct add_scope {
     heap_backend *hb;
     sl__htab *const *kg; /* by key group - kg_start */
     int kg_start;
+    size_t nkg;      /* key groups from kg_start */
     int f;           /* the summed field: the last */
     bool put_absent; /* store a row for a key that has none (put_pair) */
     uint64_t ns_hash;
@@ -678,6 +679,7 @@ static inline add_scope add_scope_of(sl_state *st, bool put_absent)
     return (add_scope){.hb = hb,
                        .kg = ((hstate *)st->impl)->kg,
                        .kg_start = hb->base.kg_start,
+                       .nkg = nkg(hb),
                        .f = st->schema->n - 1,
                        .put_absent = put_absent,
                        .ns_hash = st->ns_hash,
@@ -710,7 +712,7 @@ static inline __attribute__((always_inline)) int add_last(sl_state *st, const ad
                                                           const sl__key *k, const sl_value *delta,
                                                           sl_value *sum, pos *at)
 {
-    SL_ASSERT(k->key_group >= c->kg_start && k->key_group < c->hb->base.kg_end);
+    SL_ASSERT((size_t)(k->key_group - c->kg_start) < c->nkg); /* one of the backend's */
     reclaim_some(c->hb);
     uint64_t hash = sl__scope_hash(k->hash, c->ns_hash, c->ns_len);
     sl__htab *tab = c->kg[k->key_group - c->kg_start];
