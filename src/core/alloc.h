@@ -36,6 +36,18 @@ char *sl__xstrndup(const char *s, size_t n);
  * record and depends on where the allocator happened to put things. Freed with sl__free. */
 void *sl__xcalloc_lines(size_t count, size_t size);
 
+/* Under AddressSanitizer, SL_POISON marks n bytes at p unaddressable (a read or write there
+ * is reported) and SL_UNPOISON makes them addressable again; no-ops in other builds. For
+ * memory a module keeps for reuse, between its release and its reuse. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define SL_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define SL_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define SL_POISON(p, n) ((void)(p), (void)(n))
+#define SL_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /* Resets the countdown from SLUICE_FAIL_ALLOC (tests only; no-op otherwise). */
 void sl__alloc_fail_reset(long nth);
 

@@ -9,16 +9,9 @@
 #include <string.h>
 
 /* Under AddressSanitizer a buffer's bytes are poisoned from the moment its consumer gives it
- * back until its producer takes it again: a record, or a key borrowed from one, read after
- * its buffer went back is reported where it is read, not found later as wrong data. */
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
+ * back until its producer takes it again (SL_POISON): a record, or a key borrowed from one,
+ * read after its buffer went back is reported where it is read, not found later as wrong
+ * data. */
 
 enum { EVENT_SLOTS = 8 };
 
@@ -46,7 +39,7 @@ static sl__buffer *buffer_new(size_t size)
 static void buffer_free(sl__buffer *b)
 {
     if (b) {
-        UNPOISON(b->data, b->cap);
+        SL_UNPOISON(b->data, b->cap);
         sl__free(b->data);
         sl__free(b);
     }
@@ -169,7 +162,7 @@ sl__buffer *sl__channel_reserve_slow(sl__channel *c, size_t need)
     }
     b = c->free_bufs[--c->nfree];
     pthread_mutex_unlock(&g->mu);
-    UNPOISON(b->data, b->cap);
+    SL_UNPOISON(b->data, b->cap);
     b->len = 0;
     if (b->cap < need) {
         /* one record larger than a buffer: this buffer grows for it and shrinks back when
@@ -256,7 +249,7 @@ void sl__gate_release(sl__gate *g, sl__channel *c, sl__buffer *b)
         b->cap = c->buf_size;
     }
     b->len = 0;
-    POISON(b->data, b->cap);
+    SL_POISON(b->data, b->cap);
     pthread_mutex_lock(&g->mu);
     SL_ASSERT(c->nfree < c->nbufs);
     c->free_bufs[c->nfree++] = b;

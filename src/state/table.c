@@ -15,15 +15,6 @@
 
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
 /* ---- Slab ------------------------------------------------------------------------------ */
 
 /* Pages start with the link to the next page; blocks follow, 8-aligned. */
@@ -45,7 +36,7 @@ static void push_free(sl__slab *s, void *p, size_t n)
     size_t c = n / SL__SLAB_GRAIN;
     memcpy(p, &s->free[c], sizeof(void *));
     s->free[c] = p;
-    POISON(p, n);
+    SL_POISON(p, n);
 }
 
 void *sl__slab_alloc(sl__slab *s, size_t n, bool may_fail)
@@ -62,7 +53,7 @@ void *sl__slab_alloc(sl__slab *s, size_t n, bool may_fail)
     size_t c = n / SL__SLAB_GRAIN;
     void *p = s->free[c];
     if (p) {
-        UNPOISON(p, n);
+        SL_UNPOISON(p, n);
         memcpy(&s->free[c], p, sizeof(void *));
         s->used += n;
         /* Freed blocks are cold (an entry freed by reclaiming, long ago): fetch the next one
@@ -76,20 +67,20 @@ void *sl__slab_alloc(sl__slab *s, size_t n, bool may_fail)
         if (!page)
             return NULL;
         if (s->left >= SL__SLAB_GRAIN) {
-            UNPOISON(s->cur, s->left);
+            SL_UNPOISON(s->cur, s->left);
             push_free(s, s->cur, s->left); /* the old page's tail is not wasted */
         }
         memcpy(page, &s->pages, sizeof(void *));
         s->pages = page;
         s->cur = page + PAGE_HEADER;
         s->left = SL__SLAB_PAGE - PAGE_HEADER;
-        POISON(s->cur, s->left);
+        SL_POISON(s->cur, s->left);
     }
     p = s->cur;
     s->cur += n;
     s->left -= n;
     s->used += n;
-    UNPOISON(p, n);
+    SL_UNPOISON(p, n);
     return p;
 }
 
@@ -113,7 +104,7 @@ void sl__slab_close(sl__slab *s)
 {
     void *page = s->pages;
     while (page) {
-        UNPOISON((uint8_t *)page, SL__SLAB_PAGE);
+        SL_UNPOISON((uint8_t *)page, SL__SLAB_PAGE);
         void *next;
         memcpy(&next, page, sizeof next);
         sl__free(page);
