@@ -626,10 +626,13 @@ if "3" in missed_items:
           "against 21-26, against about 30 for the whole bare loop; 0.50 needs both within "
           "about 60 ns. The counting thread's time no longer falls with its instructions: "
           "the runs took about a seventh of its instructions and about 5 %% of its time. "
-          "In perf annotate about a third of the lookup's samples sit on its loads of the "
-          "slot and of the entry, which were prefetched 8 to 24 records earlier, so the "
-          "state's layout (a slot, then an entry with a varint header) is what it waits "
-          "for. Tried and not kept: link-time optimization (3 %% fewer "
+          "Nor is it the state's cache misses: with a 10 K vocabulary, whose state fits "
+          "in the core's 2 MB L2, the counting thread takes the same 38-46 ns per word as at "
+          "100 K (three interleaved pairs at df0287b, outside this report), because the "
+          "prefetches hide the misses at 100 K (without them it takes 10-20 ns more there; "
+          "at 10 K, where nothing misses, they cost 8-15 ns). So the third of the lookup's "
+          "samples that perf annotate puts on its slot and entry loads is not waiting for "
+          "memory. What is left is the work per record on both threads. Tried and not kept: link-time optimization (3 %% fewer "
           "instructions, but a build of 100 s instead of 13); the state's slab pages in "
           "2 MB huge pages (no change at 100 K words, slower at 10 M: 3.95-4.50 against "
           "5.29-5.36 M words per CPU-second, the kernel compacting memory at each fault); "
@@ -644,10 +647,14 @@ if "3" in missed_items:
           "as large as many of the changes above (9.5 to 11.7 M words per CPU-second within "
           "one hour at dfd0dae), so compare the engine's M words/CPU-s across reports with "
           "care (10.65 at p=1 and 11.35 at p=2 in the report at 562e5a7). What would close "
-          "the rest: a state table that keeps short keys and their values in the slot "
-          "array itself, so that a lookup touches one cache line with a fixed header "
-          "instead of a slot and an entry; and the key group and home slot of a record "
-          "computed once for its prefetch and its lookup instead of three times." % (
+          "the rest is fewer instructions per record on both threads: about 420 on the "
+          "counting thread and 240 on the source thread, against about 100 for the whole "
+          "bare loop. The largest parts the bare loop does not have are the state prefetch "
+          "(about 85: a state table that keeps short keys and their values in the slot "
+          "array, one cache line with a fixed header, would need one prefetch stage instead "
+          "of two and no varint header on the lookup), the framing and reading of each "
+          "record on the two sides of the channel (about 130), and computing a record's "
+          "key group and home slot three times (for two prefetch stages and the lookup)." % (
               prof_pct("wordcount", "write_pair") + prof_pct("wordcount", "sl_emit") +
               prof_pct("wordcount", "writer_write"),
               prof_pct("wordcount", "sl__hash"),
