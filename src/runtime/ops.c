@@ -213,6 +213,14 @@ static int write_to(sl__writer *w, sl__channel *ch, const sl_value *row, sl__tas
     return 0;
 }
 
+/* The channel of a HASH writer with more than one that a key of this hash goes to: the
+ * consumer that owns its key group. */
+static inline sl__channel *channel_of(const sl__writer *w, uint64_t hash)
+{
+    return w->chans[sl__key_group_owner(sl__key_group(hash, w->max_parallelism), w->nchans,
+                                        w->max_parallelism)];
+}
+
 /* A HASH writer's record: the key row (as keyer_make would make it) and its hash, which
  * picks the channel and goes with the record. */
 static inline int write_hashed(sl__writer *w, sl_ctx *from, const sl_value *row)
@@ -221,11 +229,8 @@ static inline int write_hashed(sl__writer *w, sl_ctx *from, const sl_value *row)
     if (kn < 0)
         return (int)kn;
     uint64_t hash = sl__hash(w->keyer.buf, (size_t)kn);
-    int target = 0;
-    if (w->nchans > 1)
-        target = sl__key_group_owner(sl__key_group(hash, w->max_parallelism), w->nchans,
-                                     w->max_parallelism);
-    return write_keyed(w, w->chans[target], row, hash, (size_t)kn, from->task);
+    sl__channel *ch = w->nchans > 1 ? channel_of(w, hash) : w->chans[0];
+    return write_keyed(w, ch, row, hash, (size_t)kn, from->task);
 }
 
 /* write_hashed for a writer of (string key, 8-byte number) pairs (w->pair) and a row with
@@ -245,8 +250,7 @@ static __attribute__((noinline)) int write_pair(sl__writer *w, sl_ctx *from, con
         sl__key_row_str(w->keyer.buf, row[0].u.s.ptr, len);
         key = w->keyer.buf;
         hash = sl__hash(key, kn);
-        ch = w->chans[sl__key_group_owner(sl__key_group(hash, w->max_parallelism), w->nchans,
-                                          w->max_parallelism)];
+        ch = channel_of(w, hash);
     }
     sl__buffer *b = sl__channel_reserve(ch, head + n);
     if (!b)
@@ -299,6 +303,13 @@ static inline int write_out(sl__writer *w, sl_ctx *from, const sl_value *row)
 
 /* ---- emitting ---------------------------------------------------------------------- */
 
+/* Whether next (an output's chained operator, or NULL for a writer) is a sink without keyed
+ * state: one that emitting calls directly (sink_invoke), and that reads no current key. */
+static inline bool chained_sink(const sl_ctx *next)
+{
+    return next && next->node->kind == SL_NODE_SINK && !next->kb;
+}
+
 /* A sink's part of process: calls its invoke function with row and ends the call into user
  * code. A chained sink that is not keyed (no current key to set) is called here straight
  * from emit_checked; process's prologue and dispatch cost more than most sinks. */
@@ -322,7 +333,7 @@ static inline __attribute__((always_inline)) int emit_checked(sl_ctx *ctx, const
         int rc;
         if (!o->next)
             rc = write_out(o->w, ctx, row);
-        else if (o->next->node->kind == SL_NODE_SINK && !o->next->kb)
+        else if (chained_sink(o->next))
             rc = sink_invoke(o->next, row); /* what process would do, without its dispatch */
         else
             rc = sl__op_process(o->next, o->input, row);
@@ -366,7 +377,7 @@ int sl_emit(sl_ctx *ctx, const sl_value *row)
     const sl__output *o = &ctx->outs[0];
     if (!o->next)
         return write_out(o->w, ctx, row);
-    if (o->next->node->kind == SL_NODE_SINK && !o->next->kb)
+    if (chained_sink(o->next))
         return emit_to_sink(o->next, row);
     return sl__op_process(o->next, o->input, row);
 }
@@ -495,10 +506,8 @@ static __attribute__((noinline)) int aggregate_row(sl_ctx *ctx, const sl_value *
                 changed = false;
             } else if (cur[f].type == SL_NULL) {
                 cur[f] = row[f];
-            } else if (s->types[f] == SL_I64) {
-                cur[f].u.i64 = (int64_t)((uint64_t)cur[f].u.i64 + (uint64_t)row[f].u.i64);
             } else {
-                cur[f].u.f64 += row[f].u.f64;
+                sl__add_number(&cur[f], &row[f]);
             }
             if (changed)
                 rc = sl_value_update(ctx->agg_state, cur);
@@ -780,25 +789,10 @@ pair_read(sl_type t0, sl_type t1, const frame *f, sl_value *key, sl_value *num, 
     return true;
 }
 
-/* A pair read by pair_read (row, its key's length), past its failpoint: makes the key
- * current, adds the number to the stored sum and emits the pair, as process would for this
- * record. 1, or <0 when the operator failed. */
-static inline __attribute__((always_inline)) int sum_pair_apply(sl_ctx *head, const frame *f,
-                                                                size_t key_len, uint64_t hash,
-                                                                int max_parallelism, sl_value *row,
-                                                                bool *borrowed)
-{
-    sl__keyed_backend_set_key_parts(head->kb, f->row, key_len, hash,
-                                    sl__key_group(hash, max_parallelism));
-    *borrowed = true;
-    int rc = sum_pair_add(head, row); /* the number is not null: the bitmap byte is 0 */
-    sl__state_end_call(head->kb, head->os);
-    return rc < 0 ? rc : 1;
-}
-
-/* A record of a keyed sum over (key, number) pairs (agg_pair), read and summed in one step.
- * Returns 1, or <0 when the operator failed; 0 before doing anything when the record is not
- * of the pair's form (pair_read): process takes it. Inline in process_keyed_records: what it
+/* A record of a keyed sum over (key, number) pairs (agg_pair), read and summed in one step:
+ * makes the key current, adds the number to the stored sum and emits the pair, as process
+ * would. Returns 1, or <0 when the operator failed; 0 before doing anything when the record
+ * is not of the pair's form (pair_read): process takes it. Inline in process_keyed_records: what it
  * skips of process (the dispatch on the operator, the general row reader, the key's bounds
  * found again) is what a record of a word count costs beyond its lookup. */
 static inline __attribute__((always_inline)) int sum_pair(sl_ctx *head, const sl__schema *s,
@@ -811,7 +805,12 @@ static inline __attribute__((always_inline)) int sum_pair(sl_ctx *head, const sl
         return 0;
     if (sl__failpoint("task.record"))
         return sl_fail(head, "failpoint task.record fired");
-    return sum_pair_apply(head, f, key_len, hash, max_parallelism, row, borrowed);
+    sl__keyed_backend_set_key_parts(head->kb, f->row, key_len, hash,
+                                    sl__key_group(hash, max_parallelism));
+    *borrowed = true;
+    int rc = sum_pair_add(head, row); /* the number is not null: the bitmap byte is 0 */
+    sl__state_end_call(head->kb, head->os);
+    return rc < 0 ? rc : 1;
 }
 
 /* Whether every row the keyed head emits goes to a writer or to a chained sink without keyed
@@ -823,7 +822,7 @@ static bool emits_keyless(const sl_ctx *head)
         return true;
     for (int i = 0; i < head->nouts; i++) {
         const sl_ctx *next = head->outs[i].next;
-        if (next && (next->node->kind != SL_NODE_SINK || next->kb))
+        if (next && !chained_sink(next))
             return false;
     }
     return true;
@@ -836,7 +835,7 @@ static sl_ctx *only_sink(const sl_ctx *head)
     if (head->nouts != 1)
         return NULL;
     sl_ctx *next = head->outs[0].next;
-    return next && next->node->kind == SL_NODE_SINK && !next->kb ? next : NULL;
+    return chained_sink(next) ? next : NULL;
 }
 
 /* The pairs of records [i, last) of the ring, from i up to the first record that is not a

@@ -170,6 +170,14 @@ void sl__keyed_snapshot_release(sl__keyed_snapshot *s);
  * it, or the backend has no in-place update: the caller then reads and updates the row as
  * usual. <0 on a state error (after sl_fail). Task thread. */
 int sl__value_add(sl_state *st, int f, const sl_value *delta, sl_value *out);
+/* A sum's add: delta (not null, of v's type, i64 or f64) to v, wrapping for i64. */
+static inline void sl__add_number(sl_value *v, const sl_value *delta)
+{
+    if (v->type == SL_I64)
+        v->u.i64 = (int64_t)((uint64_t)v->u.i64 + (uint64_t)delta->u.i64);
+    else
+        v->u.f64 += delta->u.f64;
+}
 /* sl__value_add for a schema of at most 8 fields whose last field is the one summed, when
  * the caller knows the other fields (a (key, number) pair keyed by the key): adds delta to
  * that field where the stored row ends and sets *sum to the new value, without reading the

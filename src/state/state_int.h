@@ -74,15 +74,6 @@ bool sl__elems_valid(const sl__schema *s, const uint8_t *p, size_t n, uint64_t c
 bool sl__pairs_valid(const sl__schema *ks, const sl__schema *vs, const uint8_t *p, size_t n,
                      uint64_t count);
 
-/* The sums' add: delta (not null, of v's type) to v, wrapping for i64. */
-static inline void sl__add_number(sl_value *v, const sl_value *delta)
-{
-    if (v->type == SL_I64)
-        v->u.i64 = (int64_t)((uint64_t)v->u.i64 + (uint64_t)delta->u.i64);
-    else
-        v->u.f64 += delta->u.f64;
-}
-
 /* Upper-case kind name ("VALUE"); "?" for anything else. */
 const char *sl__state_kind_name(int kind);
 

@@ -272,10 +272,6 @@ TEST(sum_of_pairs_keyed_by_a_bool)
     sl_env_destroy(env);
 }
 
-/* the receiver sums the pairs of a buffer's records in runs, one call into the state per
- * run, and emits them after: runs broken by a key's first record, by a null sum and by a
- * record that is not a pair (a null key or number), repeated keys within a run. The
- * emitted rows, in order, must be what summing record by record gives (a model here). */
 static int copy_pair(sl_ctx *ctx, const sl_value *in, sl_value *out)
 {
     (void)ctx;
@@ -284,8 +280,12 @@ static int copy_pair(sl_ctx *ctx, const sl_value *in, sl_value *out)
     return 0;
 }
 
-/* shape: the sum's output to a chained sink (0), through a channel's writer (1), to a
- * chained map (2: the sums are then added one by one); max_parallelism: 0 for the default
+/* The receiver sums the pairs of a buffer's records in runs, one call into the state per
+ * run, and emits them after: a key's first record stores its pair within the run; a null
+ * sum and a record that is not a pair (a null key or number) break it; keys repeat within
+ * a run. The emitted rows, in order, must be what summing record by record gives (a model
+ * here). shape: the sum's output to a chained sink (0), through a channel's writer (1), to
+ * a chained map (2: the sums are then added one by one); max_parallelism: 0 for the default
  * (128), or another (a key group then is the hash modulo, not masked) */
 static void run_pair_runs(int shape, int max_parallelism)
 {
