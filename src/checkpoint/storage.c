@@ -22,8 +22,15 @@
  *
  * Concurrency: st->mu guards the retained list, the open-checkpoint table and the memory
  * files, and is held while a state file is created, so an abort never races a new file into
- * an aborted directory. st->complete_mu serializes completion and discard, whose slow I/O
- * (fsync, deleting old checkpoints) runs outside st->mu so writers are not held up.
+ * an aborted directory. st->complete_mu serializes completion and discard; completion's
+ * slow I/O (fsync) runs outside st->mu so writers are not held up. Checkpoints that are
+ * subsumed, aborted or failed lose their _metadata at once and are deleted by a thread of
+ * the storage (st->del_mu guards its queue, taken after st->mu, never before), as are the
+ * discarded state files' blocks, so that neither a completion nor an abort waits for the
+ * file system to free a large state; discard_all (at the end of a job) and destroy wait for
+ * that thread. Files in shared/ are still deleted at once: a file deleted for one checkpoint
+ * may be stored again under its name by the next. A state writer whose checkpoint was
+ * aborted or subsumed stops before its next 64 KiB reach the file.
  */
 #include "checkpoint/storage.h"
 #include "core/alloc.h"
@@ -40,6 +47,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,6 +485,17 @@ typedef struct open_ckpt {
     int jfd, dfd; /* the job directory and chk-<N>, or -1 before chk-<N> is made */
 } open_ckpt;
 
+/* What the deleting thread deletes: chk-<id> (>= 0; subsumed, or aborted) in the job
+ * directory jfd (owned; -1: at the configured path), a failure logged as event; or fd
+ * (>= 0, owned), the last descriptor of a discarded state file, whose closing frees its
+ * blocks. */
+typedef struct doomed {
+    int jfd;
+    int64_t id;
+    int fd;
+    const char *event;
+} doomed;
+
 struct sl__storage {
     bool memory;
     char *job_dir; /* <dir>/<job-id>, or "memory" */
@@ -493,6 +512,19 @@ struct sl__storage {
     int nfiles, cap_files;
     shared_ref *shared; /* shared/ files and their references */
     int nshared, cap_shared;
+
+    /* Checkpoint directories to delete (subsumed, aborted, failed) and the descriptors of
+     * discarded state files go to a thread of the storage, started with the first, so that
+     * completing a checkpoint, aborting one or discarding a file does not wait for the file
+     * system to free a large state (about 0.3 ms per MB here, for a file that was synced). */
+    pthread_mutex_t del_mu; /* guards the queue and the thread's state */
+    pthread_cond_t del_cv;
+    doomed *doomed; /* FIFO, at most DOOMED_MAX */
+    int ndoomed, cap_doomed;
+    bool deleting; /* the thread is deleting one it took off the queue */
+    bool del_stop, del_started;
+    bool del_held; /* sl__storage_hold_deletions */
+    pthread_t del_thread;
 };
 
 static void lock(const sl__storage *st)
@@ -566,11 +598,126 @@ static int remove_chk(const sl__storage *st, int jfd, int64_t id, const char *ev
     return r;
 }
 
-/* Under st->mu. Removes the entry's chk-<id> (remove_chk: where this storage made it) and
- * closes its descriptors. */
+/* Items queued for the deleting thread at most: beyond, the caller waits for room, so that
+ * a job whose checkpoints outrun the file system does not pile up deleted states on the
+ * disk. */
+enum { DOOMED_MAX = 8 };
+
+/* Deletes what d names; closes d.jfd when owned. */
+static void delete_doomed(const sl__storage *st, const doomed d, bool owned)
+{
+    if (d.fd >= 0)
+        close(d.fd); /* the last descriptor of an unlinked file: its blocks are freed now */
+    if (d.id >= 0 && remove_chk(st, d.jfd, d.id, d.event) == 0)
+        SL_DEBUG("event=checkpoint_deleted id=%" PRId64 " dir=%s/chk-%" PRId64, d.id, st->job_dir,
+                 d.id);
+    if (owned && d.jfd >= 0)
+        close(d.jfd);
+}
+
+static void *deleter_main(void *arg)
+{
+    sl__storage *st = arg;
+    pthread_setname_np(pthread_self(), "sluice-delete");
+    pthread_mutex_lock(&st->del_mu);
+    for (;;) {
+        while ((!st->ndoomed || st->del_held) && !st->del_stop)
+            pthread_cond_wait(&st->del_cv, &st->del_mu);
+        if (!st->ndoomed)
+            break;
+        doomed d = st->doomed[0];
+        memmove(st->doomed, st->doomed + 1, sizeof *st->doomed * (size_t)--st->ndoomed);
+        st->deleting = true;
+        pthread_mutex_unlock(&st->del_mu);
+        delete_doomed(st, d, true);
+        pthread_mutex_lock(&st->del_mu);
+        st->deleting = false;
+        pthread_cond_broadcast(&st->del_cv);
+    }
+    pthread_mutex_unlock(&st->del_mu);
+    return NULL;
+}
+
+/* Hands d to the deleting thread, started with the first (waiting while DOOMED_MAX are
+ * queued); deletes it here and now where that thread or the memory for the queue is
+ * missing. */
+static void delete_later(sl__storage *st, doomed d)
+{
+    pthread_mutex_lock(&st->del_mu);
+    while (st->del_started && st->ndoomed >= DOOMED_MAX && !st->del_held)
+        pthread_cond_wait(&st->del_cv, &st->del_mu);
+    doomed *q = grow(st->doomed, &st->cap_doomed, st->ndoomed, sizeof *st->doomed, 4);
+    if (q) {
+        st->doomed = q;
+        if (!st->del_started && !st->del_stop) {
+            /* no signal for it: they are the thread's that runs the job */
+            sigset_t all, old;
+            sigfillset(&all);
+            pthread_sigmask(SIG_SETMASK, &all, &old);
+            st->del_started = pthread_create(&st->del_thread, NULL, deleter_main, st) == 0;
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+    }
+    bool queued = q && st->del_started;
+    if (queued) {
+        st->doomed[st->ndoomed++] = d;
+        pthread_cond_signal(&st->del_cv);
+    }
+    pthread_mutex_unlock(&st->del_mu);
+    if (!queued)
+        delete_doomed(st, d, true);
+}
+
+/* Deletes checkpoint id, made in job directory jfd (-1: at the configured path): its
+ * _metadata now, so that it is debris from here on and never again a complete checkpoint,
+ * the rest in the background (delete_later). */
+static void delete_chk_later(sl__storage *st, int jfd, int64_t id, const char *event)
+{
+    char name[32];
+    snprintf(name, sizeof name, "chk-%" PRId64, id);
+    int cfd;
+    if (jfd >= 0) {
+        cfd = openat(jfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    } else {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", st->job_dir, name);
+        cfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (cfd >= 0) {
+        unlinkat(cfd, "_metadata", 0);
+        close(cfd);
+    }
+    /* a descriptor of its own, as the caller closes jfd */
+    int own = jfd >= 0 ? openat(jfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (jfd >= 0 && own < 0)
+        delete_doomed(st, (doomed){.jfd = jfd, .id = id, .fd = -1, .event = event}, false);
+    else
+        delete_later(st, (doomed){.jfd = own, .id = id, .fd = -1, .event = event});
+}
+
+void sl__storage_settle(sl__storage *st)
+{
+    if (!st)
+        return;
+    pthread_mutex_lock(&st->del_mu);
+    while ((st->ndoomed && !st->del_held) || st->deleting)
+        pthread_cond_wait(&st->del_cv, &st->del_mu);
+    pthread_mutex_unlock(&st->del_mu);
+}
+
+void sl__storage_hold_deletions(sl__storage *st, bool hold)
+{
+    pthread_mutex_lock(&st->del_mu);
+    st->del_held = hold;
+    pthread_cond_broadcast(&st->del_cv);
+    pthread_mutex_unlock(&st->del_mu);
+}
+
+/* Under st->mu. Has the entry's chk-<id> removed (where this storage made it: through its
+ * job directory's descriptor) and closes its descriptors. */
 static void open_remove_dir(sl__storage *st, open_ckpt *o)
 {
-    remove_chk(st, o->jfd, o->id, "checkpoint_cleanup_failed");
+    delete_chk_later(st, o->jfd, o->id, "checkpoint_cleanup_failed");
     open_close_dirs(o);
 }
 
@@ -822,6 +969,8 @@ sl__storage *sl__storage_create(const char *dir, const char *job_id, int num_ret
     }
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->complete_mu, NULL);
+    pthread_mutex_init(&st->del_mu, NULL);
+    pthread_cond_init(&st->del_cv, NULL);
     st->num_retained = num_retained;
     st->newest = -1;
     st->memory = dir == NULL;
@@ -912,6 +1061,14 @@ void sl__storage_destroy(sl__storage *st)
 {
     if (!st)
         return;
+    pthread_mutex_lock(&st->del_mu);
+    st->del_stop = true;
+    pthread_cond_broadcast(&st->del_cv);
+    pthread_mutex_unlock(&st->del_mu);
+    if (st->del_started)
+        pthread_join(st->del_thread, NULL); /* after it deleted what is queued */
+    SL_ASSERT(!st->ndoomed);
+    sl__free(st->doomed);
     for (int i = 0; i < st->nfiles; i++) {
         sl__free(st->files[i].name);
         sl__free(st->files[i].data);
@@ -930,6 +1087,8 @@ void sl__storage_destroy(sl__storage *st)
     sl__free(st->job_id);
     pthread_mutex_destroy(&st->mu);
     pthread_mutex_destroy(&st->complete_mu);
+    pthread_mutex_destroy(&st->del_mu);
+    pthread_cond_destroy(&st->del_cv);
     sl__free(st);
 }
 
@@ -1072,13 +1231,31 @@ static int writer_create(sl__state_writer *w)
     return rc;
 }
 
+static bool accepting(sl__storage *st, int64_t id);
+
+/* Fails w when its checkpoint was aborted or subsumed meanwhile: checked before each 64 KiB
+ * reaches the file and before the fsync, so that a checkpoint the coordinator gave up (at
+ * the job's end, say, where the final checkpoint replaces it) stops writing instead of
+ * writing and syncing the whole state for nothing. */
+static int writer_check_live(sl__state_writer *w)
+{
+    lock(w->st);
+    bool live = accepting(w->st, w->id);
+    unlock(w->st);
+    if (!live)
+        wfail(w, SL_ECANCELED,
+              "checkpoint %" PRId64 " was aborted or subsumed while %s was written", w->id,
+              w->path);
+    return w->rc;
+}
+
 /* Writes the pending buffer (disk), hashing it first. */
 static void writer_flush(sl__state_writer *w)
 {
     DECL_OSERR;
     if (w->rc || !w->blen)
         return;
-    if (!w->created && writer_create(w) < 0)
+    if (w->created ? writer_check_live(w) < 0 : writer_create(w) < 0)
         return;
     XXH3_64bits_update(w->xx, w->buf, w->blen);
     int r = write_all(w->fd, w->buf, w->blen);
@@ -1124,7 +1301,7 @@ static void emit(sl__state_writer *w, const void *p, size_t n)
         if (w->rc)
             return;
         if (n >= w->bcap) { /* large section: straight from the caller's memory */
-            if (!w->created && writer_create(w) < 0)
+            if (w->created ? writer_check_live(w) < 0 : writer_create(w) < 0)
                 return;
             XXH3_64bits_update(w->xx, p, n);
             int r = write_all(w->fd, p, n);
@@ -1289,15 +1466,22 @@ int sl__state_writer_set_operator(sl__state_writer *w, const uint8_t *p, size_t 
 }
 
 /* Removes what the writer created (the file, or nothing in memory), in the directory it
- * was created in. */
+ * was created in. The name goes now; the file's blocks are freed when its last descriptor
+ * is closed, and the last one is a reference the deleting thread closes: a large state cut
+ * short by an abort, or refused at the end, costs the writer's thread nothing more. */
 static void writer_discard(sl__state_writer *w)
 {
+    int ref = -1;
+    if (w->created && w->dfd >= 0) {
+        ref = openat(w->dfd, w->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        unlinkat(w->dfd, w->name, 0);
+    }
     if (w->fd >= 0) {
         sl__file_ops_current->close(w->fd);
         w->fd = -1;
     }
-    if (w->created && w->dfd >= 0)
-        unlinkat(w->dfd, w->name, 0);
+    if (ref >= 0)
+        delete_later(w->st, (doomed){.jfd = -1, .id = -1, .fd = ref});
 }
 
 int sl__state_writer_close(sl__state_writer *w, sl__subtask_state *out, char *err, size_t cap)
@@ -1339,7 +1523,7 @@ int sl__state_writer_close(sl__state_writer *w, sl__subtask_state *out, char *er
             }
         } else {
             writer_flush(w);
-            if (!w->rc) {
+            if (!w->rc && !writer_check_live(w)) {
                 checksum = XXH3_64bits_digest(w->xx);
                 put_u64(cs, checksum);
                 int r = write_all(w->fd, cs, 8);
@@ -1350,7 +1534,7 @@ int sl__state_writer_close(sl__state_writer *w, sl__subtask_state *out, char *er
                 int e = errno;
                 wfail(w, SL_EIO, "cannot fsync %s: %s", w->path, OSERR(e));
             }
-            if (w->fd >= 0) {
+            if (w->fd >= 0 && !w->rc) { /* else writer_discard hands it to the deleter */
                 int r = sl__file_ops_current->close(w->fd);
                 int e = errno;
                 w->fd = -1;
@@ -2624,11 +2808,10 @@ int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *er
         abandon(st, m->id);
     }
     unlock(st);
-    /* subsumed checkpoints are deleted from the job directory this one was completed in */
+    /* subsumed checkpoints are deleted from the job directory this one was completed in,
+     * in the background */
     for (int i = 0; i < nvictims; i++)
-        if (remove_chk(st, jfd, victims[i], "checkpoint_delete_failed") == 0)
-            SL_DEBUG("event=checkpoint_subsumed id=%" PRId64 " dir=%s/chk-%" PRId64, victims[i],
-                     st->job_dir, victims[i]);
+        delete_chk_later(st, jfd, victims[i], "checkpoint_delete_failed");
     sl__free(victims);
     if (dfd >= 0)
         sl__file_ops_current->close(dfd);
@@ -2685,6 +2868,7 @@ void sl__storage_discard_all(sl__storage *st)
         if (st->open[i].dfd >= 0)
             open_remove_dir(st, &st->open[i]);
     }
+    sl__storage_settle(st); /* the scan below must not meet a checkpoint half deleted */
     /* retained checkpoints, and chk-<N> without a _metadata (aborted or interrupted);
      * savepoints and completed checkpoints this storage does not list stay */
     DIR *d = opendir(st->job_dir);

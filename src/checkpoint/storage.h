@@ -175,19 +175,30 @@ int sl__storage_check_db_files(const char *chk, const sl__subtask_state *s, char
 int sl__storage_shared_refs(sl__storage *st, const char *name);
 
 /* Completes checkpoint m->id: writes _metadata (temp file, fsync, rename, fsync of the
- * directory), then deletes completed checkpoints beyond num_retained, oldest first (their
- * directories). Returns 0, or an error with a message; on error the checkpoint is not
- * complete and its directory is removed. SL_EINVAL (nothing removed) when m fails the
- * checks of sl__checkpoint_load or m->id is not above the latest completed id. A savepoint
+ * directory), then drops completed checkpoints beyond num_retained, oldest first, from the
+ * retained list and has the storage's deleting thread remove their directories
+ * (sl__storage_settle waits for that). Returns 0, or an error with a message; on error the
+ * checkpoint is not complete and its directory is removed. SL_EINVAL (nothing removed) when m fails
+ * the checks of sl__checkpoint_load or m->id is not above the latest completed id. A savepoint
  * (m->savepoint) is never deleted by retention or discard_all. */
 int sl__storage_complete(sl__storage *st, const sl__checkpoint_meta *m, char *err, size_t cap);
-/* Discards checkpoint id (aborted or expired): removes what was written for it. */
+/* Discards checkpoint id (aborted or expired): lets no writer write more of it and has what
+ * was written removed (in the background: sl__storage_settle). */
 void sl__storage_abort(sl__storage *st, int64_t id);
 /* Ids of the completed, retained checkpoints, newest first; returns the count (<= cap). */
 int sl__storage_retained(const sl__storage *st, int64_t *ids, int cap);
 /* Deletes every retained checkpoint of this job (DELETE_ON_CANCELLATION on cancel, or
  * NO_EXTERNALIZED_CHECKPOINTS at the end of the job), and the job directory if empty. */
 void sl__storage_discard_all(sl__storage *st);
+/* Waits until everything handed to the storage's deleting thread is deleted: checkpoints
+ * subsumed by sl__storage_complete, aborted or failed ones, discarded state files. Removing
+ * a checkpoint's _metadata is not left to it: that happens before the call that dooms the
+ * checkpoint returns. discard_all and destroy wait for the thread too. */
+void sl__storage_settle(sl__storage *st);
+/* For tests: with hold, the deleting thread takes nothing more off its queue (and settle
+ * does not wait for what is queued) until called again without; destroy deletes what is
+ * queued regardless. */
+void sl__storage_hold_deletions(sl__storage *st, bool hold);
 
 /* ---- reading ------------------------------------------------------------------------------ */
 

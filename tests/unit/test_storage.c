@@ -398,6 +398,10 @@ static void retention(int keep)
         CHECK_EQ_INT(n, id < keep ? id : keep);
         for (int i = 0; i < n; i++)
             CHECK_EQ_INT(ids[i], id - i);
+        /* subsumed ones are no longer complete at once, and deleted in the background */
+        for (int64_t old = 1; old <= id; old++)
+            CHECK_EQ_INT(exists(fmt("%s/_metadata", chk_path(old))), old > id - keep);
+        sl__storage_settle(st);
         for (int64_t old = 1; old <= id; old++)
             CHECK_EQ_INT(exists(chk_path(old)), old > id - keep);
     }
@@ -438,6 +442,7 @@ TEST(restart_with_existing_job_dir)
     CHECK(!exists(fmt("%s/stale-0.state", chk_path(4))));
     int64_t want2[] = {4, 3, 2};
     check_retained(st, 3, want2);
+    sl__storage_settle(st);
     CHECK(!exists(chk_path(1)));
     check_ckpt(st, chk_path(4), 4, 2);
     sl__storage_destroy(st);
@@ -448,8 +453,8 @@ TEST(restart_with_existing_job_dir)
     must_write_ckpt(st, 5, 2);
     int64_t want3[] = {5};
     check_retained(st, 1, want3);
+    sl__storage_destroy(st); /* waits for the deletions */
     CHECK(!exists(chk_path(4)) && !exists(chk_path(3)) && !exists(chk_path(2)));
-    sl__storage_destroy(st);
 }
 
 TEST(savepoints_are_never_deleted)
@@ -461,6 +466,7 @@ TEST(savepoints_are_never_deleted)
     CHECK_EQ_INT(sl__storage_complete(st, &m, err, sizeof err), 0);
     must_write_ckpt(st, 3, 1);
     must_write_ckpt(st, 4, 1);
+    sl__storage_settle(st);
     CHECK(exists(fmt("%s/_metadata", chk_path(2))));
     CHECK(!exists(chk_path(1)) && !exists(chk_path(3)));
     sl__checkpoint_meta *lm = NULL;
@@ -990,6 +996,8 @@ static struct {
     size_t chunk;            /* short writes: at most this many bytes per call */
     bool tear;               /* write half, report all */
     void (*on_rename)(void); /* called before a rename the faults apply to */
+    long written;            /* bytes written to files the faults apply to */
+    int fsyncs;              /* fsyncs of files the faults apply to */
 } fi;
 static char fd_path[1024][512];
 
@@ -1029,6 +1037,8 @@ static int fi_openat(int dirfd, const char *name, int flags, mode_t mode)
 
 static ssize_t fi_write(int fd, const void *p, size_t n)
 {
+    if (fi_applies(fd))
+        fi.written += (long)n;
     if (fi_applies(fd)) {
         if (fi.write_errno) {
             if (fi.budget <= 0) {
@@ -1051,6 +1061,7 @@ static ssize_t fi_write(int fd, const void *p, size_t n)
 
 static int fi_fsync(int fd)
 {
+    fi.fsyncs += fi_applies(fd);
     if (fi.fsync_errno && fi_applies(fd)) {
         errno = fi.fsync_errno;
         return -1;
@@ -1123,6 +1134,7 @@ static void failing_checkpoint(const char *want_file, const char *want_err)
     CHECK(!exists(fmt("%s/_metadata", chk_path(2))));
     CHECK(!exists(fmt("%s/_metadata.tmp", chk_path(2))));
     sl__storage_abort(st, 2);
+    sl__storage_settle(st); /* what is removed is removed in the background */
     CHECK(!exists(chk_path(2)));
     int64_t want[] = {1};
     check_retained(st, 1, want);
@@ -1130,6 +1142,7 @@ static void failing_checkpoint(const char *want_file, const char *want_err)
     /* and the next checkpoint works */
     must_write_ckpt(st, 3, 2);
     check_ckpt(st, chk_path(3), 3, 2);
+    sl__storage_settle(st);
     CHECK(!exists(chk_path(1)));
     sl__storage_destroy(st);
 }
@@ -1260,6 +1273,7 @@ TEST(job_dir_moved_while_checkpointing)
     if (rc != 0)
         FAIL_AT("checkpoint 2 in the moved directory: %s", err);
     ckpt_free(&c);
+    sl__storage_settle(st);
     CHECK(exists(fmt("%s/chk-2/_metadata", moved)));
     CHECK(!exists(fmt("%s/chk-1", moved)));
 
@@ -1277,6 +1291,7 @@ TEST(job_dir_moved_while_checkpointing)
     CHECK(exists(chk_path(4)));
     move_job_dir(true);
     sl__storage_abort(st, 4);
+    sl__storage_settle(st);
     CHECK(!exists(fmt("%s/chk-4", moved)));
     move_job_dir(false);
 
@@ -1290,6 +1305,7 @@ TEST(job_dir_moved_while_checkpointing)
     fi_off();
     ckpt_free(&c);
     CHECK_CONTAINS(err, "cannot rename");
+    sl__storage_settle(st);
     CHECK(!exists(fmt("%s/chk-5", moved)));
     move_job_dir(false);
 
@@ -1299,6 +1315,7 @@ TEST(job_dir_moved_while_checkpointing)
     check_ckpt(st, chk_path(2), 2, 2);
     must_write_ckpt(st, 6, 2);
     check_ckpt(st, chk_path(6), 6, 2);
+    sl__storage_settle(st);
     CHECK(!exists(chk_path(2)));
     sl__storage_destroy(st);
 }
@@ -1418,6 +1435,7 @@ static void abort_checks(const char *dir)
     if (!memory)
         CHECK_EQ_INT(count_entries(chk_path(1)), 1);
     sl__storage_abort(st, 1);
+    sl__storage_settle(st);
     if (!memory)
         CHECK(!exists(chk_path(1)));
     sl__subtask_state s;
@@ -1456,9 +1474,157 @@ TEST(aborts_on_disk)
     abort_checks(tmp_dir());
 }
 
+/* A checkpoint aborted while a writer is at work (as the job's end aborts one that the final
+ * checkpoint replaces): the writer stops at its next key group, before its bytes reach the
+ * file, and syncs nothing. */
+TEST(aborted_writer_stops_at_its_next_key_group)
+{
+    sl__storage *st = must_create(tmp_dir(), 1);
+    char err[1024];
+    static uint8_t big[200000];
+    fi_on();
+    fi.match = "big-0.state";
+    sl__state_writer *w = sl__state_writer_open(st, 1, "big", 0, 0, 4, err, sizeof err);
+    CHECK(w != NULL);
+    CHECK_EQ_INT(sl__state_writer_add_kg(w, 0, big, sizeof big), 0);
+    long before = fi.written;
+    CHECK(before > 0);
+    sl__storage_abort(st, 1);
+    CHECK_EQ_INT(sl__state_writer_add_kg(w, 1, big, sizeof big), SL_ECANCELED);
+    CHECK_EQ_INT(sl__state_writer_add_kg(w, 2, big, sizeof big), SL_ECANCELED);
+    sl__subtask_state s;
+    CHECK_EQ_INT(sl__state_writer_close(w, &s, err, sizeof err), SL_ECANCELED);
+    CHECK_CONTAINS(err, "checkpoint 1 was aborted or subsumed while");
+    CHECK_CONTAINS(err, "big-0.state");
+    CHECK(fi.written - before < (long)sizeof big);
+    CHECK_EQ_INT(fi.fsyncs, 0);
+
+    /* aborted after its last key group: closing neither syncs nor publishes the file */
+    w = sl__state_writer_open(st, 2, "big", 0, 0, 1, err, sizeof err);
+    CHECK(w != NULL);
+    CHECK_EQ_INT(sl__state_writer_add_kg(w, 0, big, sizeof big), 0);
+    sl__storage_abort(st, 2);
+    CHECK_EQ_INT(sl__state_writer_close(w, &s, err, sizeof err), SL_ECANCELED);
+    CHECK_CONTAINS(err, "checkpoint 2 was aborted or subsumed while");
+    CHECK_EQ_INT(fi.fsyncs, 0);
+    sl__storage_settle(st);
+    CHECK(!exists(chk_path(2)));
+    fi_off();
+
+    /* a writer of a live checkpoint syncs its file once */
+    fi_on();
+    fi.match = "big-0.state";
+    must_write_ckpt(st, 3, 2);
+    w = sl__state_writer_open(st, 4, "big", 0, 0, 2, err, sizeof err);
+    CHECK(w != NULL);
+    CHECK_EQ_INT(sl__state_writer_add_kg(w, 0, big, sizeof big), 0);
+    CHECK_EQ_INT(sl__state_writer_add_kg(w, 1, big, 10), 0);
+    CHECK_EQ_INT(sl__state_writer_close(w, &s, err, sizeof err), 0);
+    CHECK_EQ_INT(fi.fsyncs, 1);
+    fi_off();
+    sl__subtask_state_free(&s);
+    sl__storage_destroy(st);
+}
+
 TEST(aborts_in_memory)
 {
     abort_checks(NULL);
+}
+
+/* ---- deletions in the background ------------------------------------------------------ */
+
+/* Open descriptors of this process to unlinked files whose path contains name. */
+static int deleted_fds(const char *name)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char link[600], fdp[300];
+        snprintf(fdp, sizeof fdp, "/proc/self/fd/%s", e->d_name);
+        ssize_t k = readlink(fdp, link, sizeof link - 1);
+        if (k <= 0)
+            continue;
+        link[k] = 0;
+        n += strstr(link, name) && strstr(link, "(deleted)");
+    }
+    closedir(d);
+    return n;
+}
+
+/* What is doomed stops being a checkpoint at once and is deleted by the storage's thread:
+ * held, the directories and the files' blocks stay until released; destroy deletes what is
+ * still queued. */
+TEST(deletions_happen_in_the_background)
+{
+    sl__storage *st = must_create(tmp_dir(), 1);
+    char err[1024];
+    static uint8_t big[300000];
+    must_write_ckpt(st, 1, 2);
+    sl__storage_hold_deletions(st, true);
+
+    /* subsumed: its _metadata goes before complete returns, the rest later */
+    must_write_ckpt(st, 2, 2);
+    int64_t want[] = {2};
+    check_retained(st, 1, want);
+    CHECK(exists(chk_path(1)));
+    CHECK(!exists(fmt("%s/_metadata", chk_path(1))));
+
+    /* aborted with its files written */
+    ckpt c;
+    CHECK_EQ_INT(write_states(st, &c, 3, 2, err, sizeof err), 0);
+    ckpt_free(&c);
+    sl__storage_abort(st, 3);
+    CHECK(exists(chk_path(3)));
+    CHECK(sl__state_writer_open(st, 3, "late", 0, 0, 2, err, sizeof err) == NULL);
+
+    /* a discarded state file: its name goes at once, its blocks with the thread's close */
+    sl__state_writer *w = sl__state_writer_open(st, 4, "big", 0, 0, 2, err, sizeof err);
+    CHECK(w != NULL);
+    CHECK_EQ_INT(sl__state_writer_add_kg(w, 0, big, sizeof big), 0);
+    sl__state_writer_abort(w);
+    CHECK(!exists(fmt("%s/big-0.state", chk_path(4))));
+    CHECK_EQ_INT(deleted_fds("big-0.state"), 1);
+
+    /* refused at the end, after its last key group: the same */
+    w = sl__state_writer_open(st, 5, "big", 0, 0, 1, err, sizeof err);
+    CHECK(w != NULL);
+    CHECK_EQ_INT(sl__state_writer_add_kg(w, 0, big, sizeof big), 0);
+    sl__storage_abort(st, 5);
+    sl__subtask_state s;
+    CHECK_EQ_INT(sl__state_writer_close(w, &s, err, sizeof err), SL_ECANCELED);
+    CHECK(!exists(fmt("%s/big-0.state", chk_path(5))));
+    CHECK_EQ_INT(deleted_fds("big-0.state"), 2);
+
+    sl__storage_hold_deletions(st, false);
+    sl__storage_settle(st);
+    CHECK(!exists(chk_path(1)));
+    CHECK(!exists(chk_path(3)));
+    CHECK(!exists(chk_path(5)));
+    CHECK_EQ_INT(deleted_fds("big-0.state"), 0);
+    check_ckpt(st, chk_path(2), 2, 2);
+
+    /* destroy deletes what is queued, held or not */
+    sl__storage_hold_deletions(st, true);
+    must_write_ckpt(st, 6, 2);
+    CHECK(exists(chk_path(2)));
+    sl__storage_destroy(st);
+    CHECK(!exists(chk_path(2)));
+    CHECK(exists(fmt("%s/_metadata", chk_path(6))));
+}
+
+/* More doomed checkpoints than the thread's queue holds (completions then wait for room):
+ * nothing is left behind. */
+TEST(many_deletions_leave_nothing_behind)
+{
+    sl__storage *st = must_create(tmp_dir(), 1);
+    for (int64_t id = 1; id <= 40; id++)
+        must_write_ckpt(st, id, 2);
+    sl__storage_settle(st);
+    CHECK_EQ_INT(count_entries(fmt("%s/" JOB, tmp_dir())), 3); /* chk-40, shared, taskowned */
+    check_ckpt(st, chk_path(40), 40, 2);
+    sl__storage_destroy(st);
 }
 
 /* ---- threads --------------------------------------------------------------------------- */
@@ -1712,6 +1878,7 @@ int main(int argc, char **argv)
         eio_on_metadata_fsync, eio_on_directory_fsync, failing_rename, failing_mkdir,
         job_dir_moved_while_checkpointing, writer_during_completion, discards_follow_the_directory,
         short_writes_are_completed, torn_writes_are_detected_on_load, aborts_on_disk,
-        aborts_in_memory, concurrent_writers_on_disk, concurrent_writers_in_memory, json_is_valid,
-        allocation_failures);
+        aborted_writer_stops_at_its_next_key_group, deletions_happen_in_the_background,
+        many_deletions_leave_nothing_behind, aborts_in_memory, concurrent_writers_on_disk,
+        concurrent_writers_in_memory, json_is_valid, allocation_failures);
 }
