@@ -4,8 +4,9 @@
  * and the JSON view of the metadata that `sluice checkpoint inspect` prints.
  *
  * Durability: a state file is written through a 64 KiB buffer, checksummed as it goes
- * (XXH3-64 streaming), fsynced and closed; _metadata is written last, to _metadata.tmp,
- * fsynced, renamed, and the chk-<N> and job directories are fsynced. A checkpoint is
+ * (XXH3-64 streaming), its writeback started every SYNC_CHUNK, synced (writer_sync: the
+ * writeback waited for a range at a time, then fsync) and closed; _metadata is written last, to
+ * _metadata.tmp, fsynced, renamed, and the chk-<N> and job directories are fsynced. A checkpoint is
  * complete exactly when its _metadata exists: anything without one is debris of an aborted
  * or interrupted checkpoint. A checkpoint's files are created, completed and removed through
  * descriptors of its chk-<N> and job directories, opened when chk-<N> is made, so a job
@@ -30,7 +31,8 @@
  * file system to free a large state; discard_all (at the end of a job) and destroy wait for
  * that thread. Files in shared/ are still deleted at once: a file deleted for one checkpoint
  * may be stored again under its name by the next. A state writer whose checkpoint was
- * aborted or subsumed stops before its next 64 KiB reach the file.
+ * aborted or subsumed stops before its next 64 KiB reach the file, or its sync at the next
+ * SYNC_CHUNK.
  */
 #include "checkpoint/storage.h"
 #include "core/alloc.h"
@@ -101,6 +103,11 @@ static int posix_fsync(int fd)
     return fsync(fd);
 }
 
+static int posix_sync_range(int fd, off_t off, off_t n, unsigned flags)
+{
+    return sync_file_range(fd, off, n, flags);
+}
+
 static int posix_close(int fd)
 {
     return close(fd);
@@ -120,6 +127,7 @@ const sl__file_ops sl__file_ops_posix = {
     .openat = posix_openat,
     .write = posix_write,
     .fsync = posix_fsync,
+    .sync_range = posix_sync_range,
     .close = posix_close,
     .renameat = posix_renameat,
     .mkdirat = posix_mkdirat,
@@ -1117,7 +1125,9 @@ struct sl__state_writer {
     bool created;
     uint8_t *buf; /* disk: WRITE_BUF_SIZE bytes pending; memory: the whole file */
     size_t blen, bcap;
-    uint64_t pos; /* bytes emitted so far */
+    uint64_t pos;     /* bytes emitted so far */
+    uint64_t wrote;   /* bytes written to the file so far (disk) */
+    uint64_t started; /* bytes whose writeback was started (writer_started) */
     XXH3_state_t *xx;
     uint64_t *off; /* nkg + 1 section offsets; handed to the caller */
     int next;      /* first relative key group whose offset is not yet set */
@@ -1249,6 +1259,52 @@ static int writer_check_live(sl__state_writer *w)
     return w->rc;
 }
 
+/* A state file's writeback is started every SYNC_CHUNK bytes while it is written, and its
+ * sync waits for it SYNC_CHUNK bytes at a time (writer_sync). */
+#define SYNC_CHUNK ((uint64_t)8 << 20)
+
+/* Counts n bytes written to the file, and starts the writeback of the last SYNC_CHUNK or
+ * more once they are there (without waiting for it: the sync at the end then has less to
+ * wait for, as RocksDB's bytes_per_sync). */
+static void writer_wrote(sl__state_writer *w, size_t n)
+{
+    w->wrote += n;
+    if (w->wrote - w->started >= SYNC_CHUNK) {
+        (void)sl__file_ops_current->sync_range(
+            w->fd, (off_t)w->started, (off_t)(w->wrote - w->started), SYNC_FILE_RANGE_WRITE);
+        w->started = w->wrote;
+    }
+}
+
+/* Makes the file durable: waits for its writeback SYNC_CHUNK bytes at a time, checking
+ * between ranges that the checkpoint is still live, so that an abort (the end of a job
+ * aborts a checkpoint it replaces with the final one) stops the wait within a range instead
+ * of after the whole file; then fsync, for the rest and the file's metadata. */
+static void writer_sync(sl__state_writer *w)
+{
+    DECL_OSERR;
+    const sl__file_ops *ops = sl__file_ops_current;
+    if (w->wrote > SYNC_CHUNK) {
+        for (uint64_t off = 0; off < w->wrote && !w->rc; off += SYNC_CHUNK) {
+            if (writer_check_live(w) < 0)
+                return;
+            if (ops->sync_range(w->fd, (off_t)off, (off_t)SYNC_CHUNK,
+                                SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                    SYNC_FILE_RANGE_WAIT_AFTER) < 0) {
+                int e = errno;
+                if (e == ENOSYS || e == EINVAL || e == ESPIPE)
+                    break; /* not for this file: fsync waits for all */
+                /* the error is reported here once, not again to the fsync */
+                wfail(w, SL_EIO, "cannot sync %s: %s", w->path, OSERR(e));
+            }
+        }
+    }
+    if (!w->rc && !writer_check_live(w) && ops->fsync(w->fd) < 0) {
+        int e = errno;
+        wfail(w, SL_EIO, "cannot fsync %s: %s", w->path, OSERR(e));
+    }
+}
+
 /* Writes the pending buffer (disk), hashing it first. */
 static void writer_flush(sl__state_writer *w)
 {
@@ -1261,6 +1317,8 @@ static void writer_flush(sl__state_writer *w)
     int r = write_all(w->fd, w->buf, w->blen);
     if (r < 0)
         wfail(w, SL_EIO, "cannot write %s: %s", w->path, OSERR(-r));
+    else
+        writer_wrote(w, w->blen);
     w->blen = 0;
 }
 
@@ -1309,6 +1367,7 @@ static void emit(sl__state_writer *w, const void *p, size_t n)
                 wfail(w, SL_EIO, "cannot write %s: %s", w->path, OSERR(-r));
                 return;
             }
+            writer_wrote(w, n);
         } else {
             memcpy(w->buf, p, n);
             w->blen = n;
@@ -1475,6 +1534,12 @@ static void writer_discard(sl__state_writer *w)
     if (w->created && w->dfd >= 0) {
         ref = openat(w->dfd, w->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         unlinkat(w->dfd, w->name, 0);
+        if (ref < 0 && w->fd >= 0) {
+            /* the name is gone already (an abort had the directory removed while this
+             * wrote): the writer's own descriptor is the last reference */
+            ref = w->fd;
+            w->fd = -1;
+        }
     }
     if (w->fd >= 0) {
         sl__file_ops_current->close(w->fd);
@@ -1529,11 +1594,11 @@ int sl__state_writer_close(sl__state_writer *w, sl__subtask_state *out, char *er
                 int r = write_all(w->fd, cs, 8);
                 if (r < 0)
                     wfail(w, SL_EIO, "cannot write %s: %s", w->path, OSERR(-r));
+                else
+                    w->wrote += 8;
             }
-            if (!w->rc && sl__file_ops_current->fsync(w->fd) < 0) {
-                int e = errno;
-                wfail(w, SL_EIO, "cannot fsync %s: %s", w->path, OSERR(e));
-            }
+            if (!w->rc)
+                writer_sync(w);
             if (w->fd >= 0 && !w->rc) { /* else writer_discard hands it to the deleter */
                 int r = sl__file_ops_current->close(w->fd);
                 int e = errno;

@@ -98,7 +98,8 @@ bool sl__restores_finished(const sl__operator_state_meta *o, int subtask, int pa
 typedef struct sl__storage sl__storage;
 
 /* File operations, replaceable by tests (fault injection). Same contracts as POSIX's
- * openat, write, fsync, close, renameat (within one directory) and mkdirat: dirfd is
+ * openat, write, fsync, close, renameat (within one directory) and mkdirat, and Linux's
+ * sync_file_range (sync_range): dirfd is
  * AT_FDCWD or a directory opened through openat, and name is relative to it. A checkpoint
  * is written and completed through its directory's descriptor, so it completes (or is
  * removed) in that directory even if the directory is moved meanwhile. */
@@ -106,6 +107,7 @@ typedef struct sl__file_ops {
     int (*openat)(int dirfd, const char *name, int flags, mode_t mode);
     ssize_t (*write)(int fd, const void *p, size_t n);
     int (*fsync)(int fd);
+    int (*sync_range)(int fd, off_t off, off_t n, unsigned flags);
     int (*close)(int fd);
     int (*renameat)(int dirfd, const char *from, const char *to);
     int (*mkdirat)(int dirfd, const char *name, mode_t mode);

@@ -993,11 +993,14 @@ static struct {
     int fsync_errno;
     int rename_errno;
     int mkdir_errno;
-    size_t chunk;            /* short writes: at most this many bytes per call */
-    bool tear;               /* write half, report all */
-    void (*on_rename)(void); /* called before a rename the faults apply to */
-    long written;            /* bytes written to files the faults apply to */
-    int fsyncs;              /* fsyncs of files the faults apply to */
+    size_t chunk;               /* short writes: at most this many bytes per call */
+    bool tear;                  /* write half, report all */
+    void (*on_rename)(void);    /* called before a rename the faults apply to */
+    long written;               /* bytes written to files the faults apply to */
+    int fsyncs;                 /* fsyncs of files the faults apply to */
+    int sync_waits;             /* sync_range calls that wait, on files the faults apply to */
+    int sync_errno;             /* fail sync_range calls that wait with this */
+    void (*on_sync_wait)(void); /* called before such a call */
 } fi;
 static char fd_path[1024][512];
 
@@ -1069,6 +1072,20 @@ static int fi_fsync(int fd)
     return fsync(fd);
 }
 
+static int fi_sync_range(int fd, off_t off, off_t n, unsigned flags)
+{
+    if (fi_applies(fd) && (flags & SYNC_FILE_RANGE_WAIT_AFTER)) {
+        fi.sync_waits++;
+        if (fi.on_sync_wait)
+            fi.on_sync_wait();
+        if (fi.sync_errno) {
+            errno = fi.sync_errno;
+            return -1;
+        }
+    }
+    return sync_file_range(fd, off, n, flags);
+}
+
 static int fi_close(int fd)
 {
     if (fd >= 0 && fd < 1024)
@@ -1100,6 +1117,7 @@ static const sl__file_ops fi_ops = {
     .openat = fi_openat,
     .write = fi_write,
     .fsync = fi_fsync,
+    .sync_range = fi_sync_range,
     .close = fi_close,
     .renameat = fi_renameat,
     .mkdirat = fi_mkdirat,
@@ -1531,6 +1549,73 @@ TEST(aborts_in_memory)
     abort_checks(NULL);
 }
 
+/* The sync of a large state file waits for its writeback a range at a time: an abort meanwhile
+ * stops it at the next range, without the fsync; an error of a range fails the file. */
+static sl__storage *sync_st;
+static int sync_abort_at; /* the wait at which checkpoint 1 is aborted */
+
+static void abort_during_sync(void)
+{
+    if (fi.sync_waits == sync_abort_at)
+        sl__storage_abort(sync_st, 1);
+}
+
+TEST(an_abort_stops_the_sync_at_its_next_range)
+{
+    sl__storage *st = must_create(tmp_dir(), 1);
+    char err[1024];
+    size_t mb9 = (size_t)9 << 20;
+    uint8_t *big = calloc(1, mb9);
+    CHECK(big != NULL);
+    sl__subtask_state s;
+
+    /* live: 36 MB synced in 5 ranges of 8 MB, then one fsync */
+    fi_on();
+    fi.match = "big-0.state";
+    sl__state_writer *w = sl__state_writer_open(st, 1, "big", 0, 0, 4, err, sizeof err);
+    CHECK(w != NULL);
+    for (int g = 0; g < 4; g++)
+        CHECK_EQ_INT(sl__state_writer_add_kg(w, g, big, mb9), 0);
+    CHECK_EQ_INT(sl__state_writer_close(w, &s, err, sizeof err), 0);
+    CHECK_EQ_INT(fi.sync_waits, 5);
+    CHECK_EQ_INT(fi.fsyncs, 1);
+    sl__subtask_state_free(&s);
+    fi_off();
+
+    /* aborted during the second range: the third is not waited for, nor the fsync made */
+    sl__storage *st2 = must_create(fmt("%s/second", tmp_dir()), 1);
+    sync_st = st2;
+    sync_abort_at = 2;
+    fi_on();
+    fi.match = "big-0.state";
+    fi.on_sync_wait = abort_during_sync;
+    w = sl__state_writer_open(st2, 1, "big", 0, 0, 4, err, sizeof err);
+    CHECK(w != NULL);
+    for (int g = 0; g < 4; g++)
+        CHECK_EQ_INT(sl__state_writer_add_kg(w, g, big, mb9), 0);
+    CHECK_EQ_INT(sl__state_writer_close(w, &s, err, sizeof err), SL_ECANCELED);
+    CHECK_CONTAINS(err, "checkpoint 1 was aborted or subsumed while");
+    CHECK_EQ_INT(fi.sync_waits, 2);
+    CHECK_EQ_INT(fi.fsyncs, 0);
+    fi_off();
+    sl__storage_destroy(st2);
+
+    /* a range that fails fails the file, named */
+    fi_on();
+    fi.match = "big-0.state";
+    fi.sync_errno = EIO;
+    w = sl__state_writer_open(st, 2, "big", 0, 0, 2, err, sizeof err);
+    CHECK(w != NULL);
+    CHECK_EQ_INT(sl__state_writer_add_kg(w, 0, big, mb9), 0);
+    CHECK_EQ_INT(sl__state_writer_close(w, &s, err, sizeof err), SL_EIO);
+    CHECK_CONTAINS(err, "cannot sync");
+    CHECK_CONTAINS(err, "big-0.state");
+    CHECK_EQ_INT(fi.fsyncs, 0);
+    fi_off();
+    free(big);
+    sl__storage_destroy(st);
+}
+
 /* ---- deletions in the background ------------------------------------------------------ */
 
 /* Open descriptors of this process to unlinked files whose path contains name. */
@@ -1878,7 +1963,8 @@ int main(int argc, char **argv)
         eio_on_metadata_fsync, eio_on_directory_fsync, failing_rename, failing_mkdir,
         job_dir_moved_while_checkpointing, writer_during_completion, discards_follow_the_directory,
         short_writes_are_completed, torn_writes_are_detected_on_load, aborts_on_disk,
-        aborted_writer_stops_at_its_next_key_group, deletions_happen_in_the_background,
-        many_deletions_leave_nothing_behind, aborts_in_memory, concurrent_writers_on_disk,
-        concurrent_writers_in_memory, json_is_valid, allocation_failures);
+        aborted_writer_stops_at_its_next_key_group, an_abort_stops_the_sync_at_its_next_range,
+        deletions_happen_in_the_background, many_deletions_leave_nothing_behind, aborts_in_memory,
+        concurrent_writers_on_disk, concurrent_writers_in_memory, json_is_valid,
+        allocation_failures);
 }
