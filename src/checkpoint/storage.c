@@ -1536,7 +1536,8 @@ static void writer_discard(sl__state_writer *w)
         unlinkat(w->dfd, w->name, 0);
         if (ref < 0 && w->fd >= 0) {
             /* the name is gone already (an abort had the directory removed while this
-             * wrote): the writer's own descriptor is the last reference */
+             * wrote): the writer's own descriptor is the last reference (closed by the
+             * deleting thread with close(2): deletions bypass sl__file_ops) */
             ref = w->fd;
             w->fd = -1;
         }

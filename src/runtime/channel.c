@@ -8,11 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Under AddressSanitizer a buffer's bytes are poisoned from the moment its consumer gives it
- * back until its producer takes it again (SL_POISON): a record, or a key borrowed from one,
- * read after its buffer went back is reported where it is read, not found later as wrong
- * data. */
-
 enum { EVENT_SLOTS = 8 };
 
 sl__gate *sl__gate_create(int nchans, atomic_bool *cancelled, atomic_int *mail)
@@ -249,6 +244,9 @@ void sl__gate_release(sl__gate *g, sl__channel *c, sl__buffer *b)
         b->cap = c->buf_size;
     }
     b->len = 0;
+    /* under AddressSanitizer its bytes stay unaddressable until the producer takes it again:
+     * a record, or a key borrowed from one, read after the buffer went back is reported
+     * where it is read, not found later as wrong data */
     SL_POISON(b->data, b->cap);
     pthread_mutex_lock(&g->mu);
     SL_ASSERT(c->nfree < c->nbufs);

@@ -996,7 +996,7 @@ static struct {
     size_t chunk;               /* short writes: at most this many bytes per call */
     bool tear;                  /* write half, report all */
     void (*on_rename)(void);    /* called before a rename the faults apply to */
-    long written;               /* bytes written to files the faults apply to */
+    long written;               /* bytes that reached files the faults apply to */
     int fsyncs;                 /* fsyncs of files the faults apply to */
     int sync_waits;             /* sync_range calls that wait, on files the faults apply to */
     int sync_errno;             /* fail sync_range calls that wait with this */
@@ -1040,9 +1040,8 @@ static int fi_openat(int dirfd, const char *name, int flags, mode_t mode)
 
 static ssize_t fi_write(int fd, const void *p, size_t n)
 {
-    if (fi_applies(fd))
-        fi.written += (long)n;
-    if (fi_applies(fd)) {
+    bool applies = fi_applies(fd);
+    if (applies) {
         if (fi.write_errno) {
             if (fi.budget <= 0) {
                 errno = fi.write_errno;
@@ -1056,10 +1055,14 @@ static ssize_t fi_write(int fd, const void *p, size_t n)
             n = fi.chunk;
         if (fi.tear) {
             ssize_t r = write(fd, p, n / 2);
+            fi.written += r > 0 ? (long)r : 0;
             return r < 0 ? r : (ssize_t)n;
         }
     }
-    return write(fd, p, n);
+    ssize_t r = write(fd, p, n);
+    if (applies && r > 0)
+        fi.written += (long)r;
+    return r;
 }
 
 static int fi_fsync(int fd)
