@@ -849,9 +849,9 @@ static sl_ctx *only_sink(const sl_ctx *head)
  * and its state with it). Leaves the last record's key current. row: the input row, which
  * aggregate_row reads; sink: only_sink(head). Only when emits_keyless holds. */
 static inline __attribute__((always_inline)) int
-sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_t *hashes, size_t i,
-             size_t last, int max_parallelism, sl_value *row, sl_ctx *sink, bool *borrowed,
-             size_t *done)
+sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_t *hashes,
+             const uint32_t *hints, size_t i, size_t last, int max_parallelism, sl_value *row,
+             sl_ctx *sink, bool *borrowed, size_t *done)
 {
     sl__key keys[RUN];
     sl_value out[RUN][2], nums[RUN]; /* out: the rows emitted, each (key, sum) */
@@ -872,6 +872,7 @@ sum_pair_run(sl_ctx *head, const sl__schema *s, const frame *ring, const uint64_
         keys[n].bytes = f->row;
         keys[n].hash = hash;
         keys[n].key_group = sl__key_group_masked(hash, max_parallelism, kg_mask);
+        keys[n].hint = hints[at + n];
     }
     bool batch = is_batch(head);
     for (size_t j = 0; j < n;) {
@@ -944,6 +945,7 @@ static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__bu
     const uint8_t *scan = b->data, *end = b->data + b->len; /* the next frame to read */
     frame ring[RING];
     uint64_t hashes[RING]; /* the frames' key hashes, in the same places */
+    uint32_t hints[RING];  /* where the entry prefetch found their entries (sl__key.hint) */
     size_t nread = 0;      /* frames read into the ring so far */
     bool bad = false;      /* scan stopped at a malformed frame */
     for (size_t first = 0;; first += RUN) {
@@ -970,13 +972,14 @@ static int process_keyed_records(sl__task *t, const sl__channel *c, const sl__bu
         size_t eto = first + 2 * RUN < nread ? first + 2 * RUN : nread;
         if (kb)
             sl__keyed_backend_prefetch(kb, &hashes[from % RING], nread - from,
-                                       &hashes[efrom % RING], eto > efrom ? eto - efrom : 0);
+                                       &hashes[efrom % RING], eto > efrom ? eto - efrom : 0,
+                                       &hints[efrom % RING]);
         size_t last = first + RUN < nread ? first + RUN : nread;
         for (size_t i = first; i < last; i++) {
             if (run) {
                 size_t done;
-                int rc = sum_pair_run(head, s, ring, hashes, i, last, max_parallelism, row, sink,
-                                      borrowed, &done);
+                int rc = sum_pair_run(head, s, ring, hashes, hints, i, last, max_parallelism, row,
+                                      sink, borrowed, &done);
                 if (rc < 0)
                     return rc;
                 i += done;

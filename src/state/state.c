@@ -529,10 +529,12 @@ void sl__keyed_backend_set_key_parts(sl__keyed_backend *be, const uint8_t *bytes
 }
 
 void sl__keyed_backend_prefetch(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
-                                const uint64_t *entry_hashes, size_t nentry)
+                                const uint64_t *entry_hashes, size_t nentry, uint32_t *entry_hints)
 {
     if (be->ops->prefetch)
-        be->ops->prefetch(be, slot_hashes, nslot, entry_hashes, nentry);
+        be->ops->prefetch(be, slot_hashes, nslot, entry_hashes, nentry, entry_hints);
+    else if (nentry)
+        memset(entry_hints, 0, nentry * sizeof *entry_hints);
 }
 
 const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be)

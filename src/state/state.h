@@ -39,12 +39,15 @@ void sl__buf_free(sl__buf *b);
 typedef struct sl__keyed_backend sl__keyed_backend;
 typedef struct sl__config sl__config;
 
-/* A current key: serialized key row bytes and its hash (sl__hash of the bytes). */
+/* A current key: serialized key row bytes and its hash (sl__hash of the bytes). hint: where
+ * a prefetch found the key's entry (sl__keyed_backend_prefetch's entry_hints), or 0; only
+ * a hint, which the backend checks. */
 typedef struct sl__key {
     const uint8_t *bytes;
     size_t len;
     uint64_t hash;
     int key_group;
+    uint32_t hint;
 } sl__key;
 
 /* ---- Keyed backend ---------------------------------------------------------------- */
@@ -89,12 +92,14 @@ const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be);
  * the memory their lookups in the registered states will read, so that it is in cache by
  * then. slot_hashes[0, nslot) are keys some records ahead: the table slots their lookups
  * start at are fetched. entry_hashes[0, nentry) are nearer keys whose slots were fetched
- * before (and have arrived by now): the entries those slots point to are fetched. Both
- * stages in one call, as a keyed input issues them once per run of records. Changes
- * nothing; a hash outside the backend's key groups and a backend without the hint are
- * ignored. */
+ * before (and have arrived by now): the entries those slots point to are fetched, and
+ * entry_hints[0, nentry) set to where each was found in the first registered state, or 0
+ * (for sl__key.hint, which the value_add_last_run of that state uses). Both stages in one
+ * call, as a keyed input issues them once per run of records. Changes nothing in the
+ * state; a hash outside the backend's key groups and a backend without the hint are
+ * ignored (their hints are 0). */
 void sl__keyed_backend_prefetch(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
-                                const uint64_t *entry_hashes, size_t nentry);
+                                const uint64_t *entry_hashes, size_t nentry, uint32_t *entry_hints);
 
 /* Registers a keyed state (see sl_keyed_state in sluice.h). ctx is passed to reduce and
  * aggregate callbacks and used for sl_fail() messages. Returns NULL after sl_fail(). */

@@ -418,6 +418,30 @@ static inline __attribute__((always_inline)) bool sl__htab_find(const sl__htab *
     }
 }
 
+/* sl__htab_find, looking first at the slot hint - 1 (hint 0: none), which a prefetch found
+ * for the key a few records before (sl__htab_prefetch_entry). Inserts since then move no
+ * entry, but a resize or a removal may have: the hint is used only when that slot's entry
+ * is the key's, compared in full, so a stale hint costs a compare, never a wrong answer.
+ * A lookup that starts where its entry is skips the home slot's computation and the probe
+ * along the slots before it, whose tag compares are branches no predictor learns. */
+static inline __attribute__((always_inline)) bool
+sl__htab_find_hinted(const sl__htab *t, uint64_t hash64, uint32_t hint, const void *a, size_t alen,
+                     const void *b, size_t blen, size_t *slot)
+{
+    if (hint && t->slots && hint - 1 <= t->mask) {
+        uint32_t hash = sl__ent_hash32(hash64);
+        sl__slot s = t->slots[hint - 1];
+        const uint8_t *e = sl__slot_ent(s);
+        uint32_t eh;
+        if (s && (s & ~SL__SLOT_ADDR) == sl__slot_tag(hash) && (memcpy(&eh, e, 4), eh == hash) &&
+            sl__ent_is(e, a, alen, b, blen)) {
+            *slot = hint - 1;
+            return true;
+        }
+    }
+    return sl__htab_find(t, hash64, a, alen, b, blen, slot);
+}
+
 /* __builtin_prefetch, kept: GCC's dead-code elimination deletes a prefetch together with
  * the branches and loop that lead to it when nothing else there has an effect (as in
  * sl__htab_prefetch_entry once inlined); the empty volatile asm is such an effect, and costs no
@@ -452,22 +476,25 @@ static inline void sl__htab_prefetch_slot(const sl__htab *t, uint64_t hash64)
         SL__PREFETCH(&t->slots[sl__htab_home(t, sl__ent_hash32(hash64))]);
 }
 
-static inline void sl__htab_prefetch_entry(const sl__htab *t, uint64_t hash64)
+/* Returns the slot it prefetched the entry of, plus one (a hint for sl__htab_find_hinted),
+ * or 0 when it found none. */
+static inline uint32_t sl__htab_prefetch_entry(const sl__htab *t, uint64_t hash64)
 {
     if (!t->slots)
-        return;
+        return 0;
     uint32_t hash = sl__ent_hash32(hash64);
     sl__slot tag = sl__slot_tag(hash);
     size_t i = sl__htab_home(t, hash);
     for (int n = 0; n < SL__HTAB_PREFETCH_PROBE; n++, i = (i + 1) & t->mask) {
         sl__slot s = t->slots[i];
         if (!s)
-            return;
+            return 0;
         if ((s & ~SL__SLOT_ADDR) == tag) {
             sl__ent_prefetch(sl__slot_ent(s));
-            return;
+            return (uint32_t)i + 1;
         }
     }
+    return 0;
 }
 
 /* Makes room for one more entry. Returns 1 when the table was (re)allocated, so slots
@@ -690,7 +717,7 @@ typedef struct sl__backend_ops {
     /* Optional: sl__keyed_backend_prefetch (which passes on every call: the backend checks
      * the key groups against its range). */
     void (*prefetch)(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
-                     const uint64_t *entry_hashes, size_t nentry);
+                     const uint64_t *entry_hashes, size_t nentry, uint32_t *entry_hints);
 } sl__backend_ops;
 
 /* Every backend's snapshot starts with this; kg_start/kg_end are the backend's range (the

@@ -156,6 +156,27 @@ static sl_state *reg(sl__keyed_backend *be, const sl_state_desc *d)
     return st;
 }
 
+/* A backend of max parallelism 128 keyed by one string (the pair runs' tests), its key
+ * schema in *ks. */
+static sl__keyed_backend *str_backend(sl__schema **ks)
+{
+    char err[128];
+    *ks = sl__schema_parse("k:str", err, sizeof err);
+    CHECK(*ks);
+    sl__keyed_backend *be = test_backend_range(128, 0, 128, *ks);
+    CHECK(be);
+    return be;
+}
+
+/* The key row of string v in kbuf (room for its row), its hash and key group of 128. */
+static sl__key str_key(const sl__schema *ks, sl_value v, uint8_t *kbuf)
+{
+    sl__key k = {.bytes = kbuf, .len = (size_t)(sl__row_write(ks, &v, kbuf) - kbuf)};
+    k.hash = sl__hash(kbuf, k.len);
+    k.key_group = sl__key_group(k.hash, 128);
+    return k;
+}
+
 /* ---- every kind ----------------------------------------------------------------------- */
 
 /* the pair run (sl__value_add_last_run_fn) stores a key's first pair as the bytes an update
@@ -164,11 +185,8 @@ static sl_state *reg(sl__keyed_backend *be, const sl_state_desc *d)
  * numbers; then adds to it in place */
 TEST(pair_run_stores_what_an_update_stores)
 {
-    char err[128];
-    sl__schema *ks = sl__schema_parse("k:str", err, sizeof err);
-    CHECK(ks);
-    sl__keyed_backend *be = test_backend_range(128, 0, 128, ks);
-    CHECK(be);
+    sl__schema *ks;
+    sl__keyed_backend *be = str_backend(&ks);
     static const sl_state_desc d[4] = {
         {.name = "pair_i", .kind = SL_STATE_VALUE, .schema = "k:str,n:i64"},
         {.name = "ref_i", .kind = SL_STATE_VALUE, .schema = "k:str,n:i64"},
@@ -193,9 +211,7 @@ TEST(pair_run_stores_what_an_update_stores)
             sl_value key = sl_strn(text, lens[li]);
             sl_value num = f ? SL_F64(-0.0) : SL_I64(-7);
             uint8_t kbuf[320];
-            sl__key k = {.bytes = kbuf, .len = (size_t)(sl__row_write(ks, &key, kbuf) - kbuf)};
-            k.hash = sl__hash(kbuf, k.len);
-            k.key_group = sl__key_group(k.hash, 128);
+            sl__key k = str_key(ks, key, kbuf);
             sl_value sum;
             size_t done = run(pair, &k, &num, &sum, 1, 1);
             CHECK_EQ_INT((int)done, lens[li] <= 245);
@@ -215,6 +231,91 @@ TEST(pair_run_stores_what_an_update_stores)
             CHECK(f ? sum.u.f64 == 0.0 : sum.u.i64 == -14);
         }
     }
+    sl__keyed_backend_destroy(be);
+    sl__schema_destroy(ks);
+}
+
+/* the slot hints a prefetch gives a run (sl__key.hint) only ever start a lookup: a hint to
+ * another key's slot whose tag is the same (same key group, same top bits of the hash), a
+ * hint from before the table grew, out of range or to an empty slot, still finds the key's
+ * own entry, or none */
+TEST(slot_hints_never_change_what_a_run_finds)
+{
+    sl__schema *ks;
+    sl__keyed_backend *be = str_backend(&ks);
+    static const sl_state_desc d = {.name = "n", .kind = SL_STATE_VALUE, .schema = "k:str,n:i64"};
+    sl_state *st = reg(be, &d);
+    sl__value_add_last_run_fn run = sl__value_add_last_run_fn_of(st);
+    if (!run) {
+        sl__keyed_backend_destroy(be);
+        sl__schema_destroy(ks);
+        return;
+    }
+    /* two words of one key group whose slots carry the same tag: the top 16 bits of the
+     * folded hash (state_int.h) */
+    enum { N = 20000 };
+    static char words[N][16];
+    static uint32_t tagkg[N];
+    int a = -1, b = -1;
+    for (int i = 0; i < N; i++)
+        snprintf(words[i], sizeof words[i], "w%d", i);
+    for (int i = 0; i < N && a < 0; i++) {
+        uint8_t kb[64];
+        sl__key k = str_key(ks, sl_str(words[i]), kb);
+        tagkg[i] = (sl__ent_hash32(k.hash) >> 16) << 8 | (uint32_t)k.key_group;
+        for (int j = 0; j < i; j++)
+            if (tagkg[j] == tagkg[i]) {
+                a = j;
+                b = i;
+                break;
+            }
+    }
+    CHECK(a >= 0);
+    uint8_t ka[64], kb[64], kc[64];
+    sl__key key_a = str_key(ks, sl_str(words[a]), ka), key_b = str_key(ks, sl_str(words[b]), kb);
+    sl_value one = SL_I64(1), ten = SL_I64(10), sum;
+    CHECK_EQ_INT((int)run(st, &key_a, &one, &sum, 1, 1), 1);
+    CHECK_EQ_INT((int)run(st, &key_b, &ten, &sum, 1, 1), 1);
+    /* where b's entry is, as a prefetch finds it */
+    uint64_t hb = key_b.hash;
+    uint32_t hint_b = 7;
+    sl__keyed_backend_prefetch(be, &hb, 1, &hb, 1, &hint_b);
+    CHECK(hint_b != 0); /* the heap backend finds it */
+    /* a's lookup told to start at b's slot: a's entry gets the add */
+    key_a.hint = hint_b;
+    CHECK_EQ_INT((int)run(st, &key_a, &one, &sum, 1, 1), 1);
+    CHECK(sum.u.i64 == 2);
+    key_b.hint = hint_b;
+    CHECK_EQ_INT((int)run(st, &key_b, &one, &sum, 1, 1), 1);
+    CHECK(sum.u.i64 == 11);
+    /* a new key told to start at b's: stored as its own, b untouched */
+    sl__key key_c = str_key(ks, sl_str("not-yet-seen"), kc);
+    key_c.hint = hint_b;
+    CHECK_EQ_INT((int)run(st, &key_c, &ten, &sum, 1, 1), 1);
+    CHECK(sum.u.i64 == 10);
+    /* the table grows past the hint; hints out of range, at 0 and at every slot */
+    for (int i = 0; i < N; i++) {
+        uint8_t kw[64];
+        sl__key k = str_key(ks, sl_str(words[i]), kw);
+        if (i != a && i != b)
+            CHECK_EQ_INT((int)run(st, &k, &one, &sum, 1, 1), 1);
+    }
+    key_b.hint = hint_b; /* stale: b's table has grown */
+    CHECK_EQ_INT((int)run(st, &key_b, &one, &sum, 1, 1), 1);
+    CHECK(sum.u.i64 == 12);
+    for (uint32_t h = 0; h < 4096; h++) {
+        key_a.hint = h % 7 == 6 ? UINT32_MAX - h : h;
+        CHECK_EQ_INT((int)run(st, &key_a, &one, &sum, 1, 1), 1);
+        CHECK(sum.u.i64 == 3 + (int64_t)h);
+    }
+    for (int i = 0; i < N; i++) { /* every word once more, each told b's first slot */
+        uint8_t kw[64];
+        sl__key k = str_key(ks, sl_str(words[i]), kw);
+        k.hint = hint_b;
+        CHECK_EQ_INT((int)run(st, &k, &one, &sum, 1, 1), 1);
+        CHECK(sum.u.i64 == (i == a ? 4099 : i == b ? 13 : 2));
+    }
+    CHECK_EQ_INT((int)sl__keyed_backend_size(be), N + 1);
     sl__keyed_backend_destroy(be);
     sl__schema_destroy(ks);
 }
@@ -1587,5 +1688,5 @@ int main(int argc, char **argv)
         corrupted_snapshots_are_refused, operator_redistribution_3_to_2,
         operator_redistribution_2_to_5, operator_snapshot_errors,
         alloc_failures_on_registration_and_restore, key_group_is_the_hash_modulo_max_parallelism,
-        pair_run_stores_what_an_update_stores);
+        pair_run_stores_what_an_update_stores, slot_hints_never_change_what_a_run_finds);
 }

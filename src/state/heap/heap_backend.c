@@ -717,7 +717,8 @@ static inline __attribute__((always_inline)) int add_last(sl_state *st, const ad
     uint64_t hash = sl__scope_hash(k->hash, c->ns_hash, c->ns_len);
     sl__htab *tab = c->kg[k->key_group - c->kg_start];
     size_t slot = 0;
-    bool found = tab && sl__htab_find(tab, hash, k->bytes, k->len, c->ns, c->ns_len, &slot);
+    bool found =
+        tab && sl__htab_find_hinted(tab, hash, k->hint, k->bytes, k->len, c->ns, c->ns_len, &slot);
     if (!found) {
         *at = (pos){.tab = tab, .slot = slot, .hash = hash, .found = false};
         return c->put_absent ? put_pair(st, k, delta, sum, at) : 0;
@@ -1057,12 +1058,14 @@ static inline const sl__htab *kg_table(sl__htab *const *kg, size_t n, int start,
  * loop, not a call, is what each key costs; what the loops read of the backend and the
  * state is read once, before them. */
 static void h_prefetch(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
-                       const uint64_t *entry_hashes, size_t nentry)
+                       const uint64_t *entry_hashes, size_t nentry, uint32_t *entry_hints)
 {
     heap_backend *hb = (heap_backend *)be;
     size_t n = nkg(hb);
     int start = hb->base.kg_start, m = hb->base.max_parallelism;
     uint64_t mask = sl__key_group_mask(m);
+    if (!hb->npf && nentry)
+        memset(entry_hints, 0, nentry * sizeof *entry_hints);
     for (size_t i = 0; i < hb->npf; i++) {
         sl__htab *const *kg = hb->pf[i].kg;
         uint64_t ns_hash = hb->pf[i].handle->ns_hash;
@@ -1074,8 +1077,11 @@ static void h_prefetch(sl__keyed_backend *be, const uint64_t *slot_hashes, size_
         }
         for (size_t j = 0; j < nentry; j++) {
             const sl__htab *t = kg_table(kg, n, start, m, mask, entry_hashes[j]);
-            if (t)
-                sl__htab_prefetch_entry(t, sl__scope_hash(entry_hashes[j], ns_hash, ns_len));
+            uint32_t hint =
+                t ? sl__htab_prefetch_entry(t, sl__scope_hash(entry_hashes[j], ns_hash, ns_len))
+                  : 0;
+            if (i == 0)
+                entry_hints[j] = hint;
         }
     }
 }
