@@ -571,7 +571,6 @@ if not missed:
     w("Every target was met in this run.")
     w("")
 if "3" in missed_items:
-    wc_missed = [t for t in missed if t[0] == "3" and t[1].startswith("word count")]
     nx_missed = [t for t in missed if t[0] == "3" and not t[1].startswith("word count")]
     if nx_missed:
         w("**Nexmark throughput (item 3).** Missed: %s. " % "; ".join(
@@ -585,110 +584,76 @@ if "3" in missed_items:
           "wall-clock rate there says little." % (
               prof_share("q0", "benchmark"), prof_share("q0", "engine"), top_engine("q0")))
         w("")
-    if wc_missed:
-        wt = prof_share("wordcount", "engine") + prof_share("wordcount", "libc")
-        w("**Keyed word count (item 3).** Missed: %s. " % "; ".join(
-            "%s = %s (%s)" % (t[1], t[2], t[5]) for t in wc_missed) +
-          "The bare loop does one hash and one probe of a flat open-addressing table per "
-          "word, in one thread; its table grows with the distinct words, so at 100 K words "
-          "it stays in the caches. (Until 2026-11-25 it was sized by the number of words, "
-          "256 MB of mostly empty slots, and ran 2-3 times slower: word-count ratios in "
-          "reports before then are against that loop and not comparable with these.) The "
-          "loop's own rate moves between steps of one run (compare the p=1 and p=2 rows), so "
-          "read the engine's M words/CPU-s beside the ratio. The engine "
-          "runs the job as two chains: the source chain "
-          "tokenises, builds the key, hashes it once, picks the channel and writes the record "
-          "with its hash into a buffer; the keyed chain reads the record, probes the key "
-          "group's table (slots carry a 16-bit hash tag, and the slots and entries of the "
-          "records ahead in the buffer are prefetched), adds to the stored sum in place and "
-          "emits the new count to the sink. A sum over (key, number) pairs keyed by the key, "
-          "the word count's shape, has a path of its own at both ends: the sender frames the "
-          "pair without looking at the schema (`write_pair`: with one consumer the key row is "
-          "built in the channel's buffer and hashed there), and the receiver reads the pairs "
-          "of a run of up to 8 records straight from their frames and sums the run in one "
-          "call into the state (`sum_pair_run`, inlined in `process_keyed_records`, and "
-          "`h_value_add_last_run`), which adds to each stored number where the stored row "
-          "ends, or stores the pair for a key's first record, and writes each sum into the "
-          "row that then goes straight to the chained sink. Per word that is: the sender's "
-          "emit and framing (`sl_emit`, "
-          "`write_pair`: %.1f %%), hashing (`sl__hash` %.1f %%), the state lookups and adds "
-          "(`h_value_add_last_run`, into which the table probe is inlined, %.1f %%), the state "
-          "prefetch (`h_prefetch` %.1f %%) and the loop over a buffer's records into which "
-          "the pairs' read, the run and the sink call are inlined "
-          "(`process_keyed_records` %.1f %%). Engine and libc together are %.0f %% of this "
-          "profile. callgrind (100 K words, whole process; the input's generation is about "
-          "95 instructions per word of it): 1531 M instructions for 2 M words at df0287b "
-          "against 1710 M at 4ddda5b (the previous report's code, 1714 M at 4b9b36a) and "
-          "2273 M at 517eb17; per word from 2 M to 4 M words, where nearly every key is "
-          "known, about 645 for the engine's threads at df0287b against about 705 at "
-          "4ddda5b, about 1040 at 517eb17 (1277 and 1736 before that) and about 100 for the "
-          "bare loop. Per thread (callgrind, 2 M words) the receiving side takes about 420 "
-          "of them (the lookups and adds about 150, the state prefetch about 85, the pairs' "
-          "read, the run and the sink call the rest) and the sending side about 240 "
-          "(`write_pair` about 90, the hash 40, `sl_emit` 38, the benchmark's tokenising the "
-          "rest). The steps, each measured at 2 M words: the sum reads and writes only the "
-          "stored number (45 instructions per word), the aggregation back inline in the "
-          "loop (14), the pair read and summed in one step without the general row reader "
-          "and the operator dispatch (83), `sl_emit` without a frame of its own and pairs "
-          "framed without loops over fields (63), the lookup and the add in one call to the "
-          "backend (28), the entry's lengths in one load (10), the pair writer (35), "
-          "`sl_emit` calling it directly (13), a run of records summed in one call into the "
-          "state (12), the run's rows emitted straight to the chained sink and an entry's "
-          "key compared after one header load (27), the key group's mask tested once per "
-          "loop (4), the sums written into the rows emitted (11), and a key's first pair "
-          "stored by the run itself instead of the general path's get, update and read-back "
-          "(40 at 2 M words, where 5 %% of the records are a key's first; at a 10 M "
-          "vocabulary, where most are, the whole process went from 3184 M to 2117 M "
-          "instructions for 2 M words); "
-          "and two that cut waiting, not instructions: the consumer asks for the "
-          "buffer's bytes 1 KiB ahead of the record it reads (a quarter of the keyed loop's "
-          "samples were on each frame's first load, a line the producer's core still held; "
-          "paired 1.04, 7 of 8 runs faster), and a channel has 16 buffers instead of 4 (the "
-          "source thread blocked on a full channel 12 745 times in a 3 s run and 2685 times "
-          "after, the counting thread was preempted 2266 times and 252 after; paired 1.06, "
-          "7 of 8 faster). Per thread (/proc, 40 M words at p=1, 4 interleaved pairs outside "
-          "this report) the counting thread takes 41-55 ns of CPU per word at df0287b "
-          "(median 45) against 46-51 (median 48) at 4ddda5b, and the source thread 22-27 "
-          "against 21-26, against about 30 for the whole bare loop; 0.50 needs both within "
-          "about 60 ns. The counting thread's time no longer falls with its instructions: "
-          "the runs took about a seventh of its instructions and about 5 %% of its time. "
-          "Nor is it the state's cache misses: with a 10 K vocabulary, whose state fits "
-          "in the core's 2 MB L2, the counting thread takes the same 38-46 ns per word as at "
-          "100 K (three interleaved pairs at df0287b, outside this report), because the "
-          "prefetches hide the misses at 100 K (without them it takes 10-20 ns more there; "
-          "at 10 K, where nothing misses, they cost 8-15 ns). So the third of the lookup's "
-          "samples that perf annotate puts on its slot and entry loads is not waiting for "
-          "memory. What is left is the work per record on both threads. Tried and not kept: link-time optimization (3 %% fewer "
-          "instructions, but a build of 100 s instead of 13); the state's slab pages in "
-          "2 MB huge pages (no change at 100 K words, slower at 10 M: 3.95-4.50 against "
-          "5.29-5.36 M words per CPU-second, the kernel compacting memory at each fault); "
-          "XXH3 inlined (11 fewer instructions per word; inlined everywhere, GCC warns of "
-          "array bounds in callers that hash fixed-size buffers, and inlined into the sender "
-          "alone it gained nothing measurable, paired 0.98); the producer prefetching its "
-          "buffer for writing (paired 0.98); an entry's second line prefetched nearer its "
-          "start, or not at all (no difference within the noise); prefetching one "
-          "run earlier (paired medians 0.98 at p=1, 0.99 at p=2). The bare loop ran at 17-22 "
-          "M words/s on the machine of the previous reports (AMD EPYC) and at 31-34 on this "
-          "one, and on this virtual machine the spread between runs of the same binary is "
-          "as large as many of the changes above (9.5 to 11.7 M words per CPU-second within "
-          "one hour at dfd0dae), so compare the engine's M words/CPU-s across reports with "
-          "care (10.65 at p=1 and 11.35 at p=2 in the report at 562e5a7). What would close "
-          "the rest is fewer instructions per record on both threads: about 420 on the "
-          "counting thread and 240 on the source thread, against about 100 for the whole "
-          "bare loop. The largest parts the bare loop does not have are the state prefetch "
-          "(about 85: a state table that keeps short keys and their values in the slot "
-          "array, one cache line with a fixed header, would need one prefetch stage instead "
-          "of two and no varint header on the lookup), the framing and reading of each "
-          "record on the two sides of the channel (about 130), and computing a record's "
-          "key group and home slot three times (for two prefetch stages and the lookup)." % (
-              prof_pct("wordcount", "write_pair") + prof_pct("wordcount", "sl_emit") +
-              prof_pct("wordcount", "writer_write"),
-              prof_pct("wordcount", "sl__hash"),
-              prof_pct("wordcount", "h_value_add_last_run"),
-              prof_pct("wordcount", "h_prefetch"),
-              prof_pct("wordcount", "process_keyed_records"),
-              wt))
-        w("")
+wc_targets = [t for t in targets if t[0] == "3" and t[1].startswith("word count")]
+wc_missed = [t for t in wc_targets if not t[4]]
+# What the hint step did (measured outside the report, at cac8729).
+WC_HINT = (
+    "The last step (cac8729) cut mispredicted branches, not instructions: a lookup used to "
+    "probe from the key's home slot again after the entry prefetch had probed the same "
+    "slots a run before, and which slot holds a key depends on the table's random "
+    "occupancy, so the tag compares were mispredicted about every other word (callgrind's "
+    "branch model: 0.47 per word there). The entry prefetch now returns the slot where it "
+    "found the key's tag, and the lookup starts there, using it only when that slot's "
+    "entry is the key's, compared in full (0.03 per word). Instructions did not change; "
+    "interleaved pairs outside this report, words per CPU-second after against before: "
+    "median 1.10 (12 pairs, p=1), 1.11 (8 pairs, p=2), 1.05 at a 10 M vocabulary (6 "
+    "pairs). Tried with it and not kept: checking the home slot and the next without a "
+    "branch in the entry prefetch (13 more instructions per word, paired 0.96 over 12 "
+    "pairs). ")
+if wc_targets:
+    wt = prof_share("wordcount", "engine") + prof_share("wordcount", "libc")
+    w("**Keyed word count (item 3).** %s: %s. " % ("Missed" if wc_missed else "Met", "; ".join(
+        "%s = %s (%s)" % (t[1], t[2], t[5]) for t in (wc_missed or wc_targets))) +
+      ("The bare loop does one hash and one probe of a flat open-addressing table per "
+      "word, in one thread; its table grows with the distinct words, so at 100 K words "
+      "it stays in the caches. The loop's own rate moves between steps of one run "
+      "(compare the p=1 and p=2 rows), so read the engine's M words/CPU-s beside the "
+      "ratio. The engine runs the job as two chains: the source chain tokenises, builds "
+      "the key, hashes it once, picks the channel and writes the record with its hash into "
+      "a buffer; the keyed chain reads the record, probes the key group's table (slots "
+      "carry a 16-bit hash tag, and the slots and entries of the records ahead in the "
+      "buffer are prefetched), adds to the stored sum in place and emits the new count to "
+      "the sink. A sum over (key, number) pairs keyed by the key, the word count's shape, "
+      "has a path of its own at both ends: the sender frames the pair without looking at "
+      "the schema (`write_pair`), and the receiver reads the pairs of a run of up to 8 "
+      "records straight from their frames and sums the run in one call into the state "
+      "(`sum_pair_run`, inlined in `process_keyed_records`, and `h_value_add_last_run`), "
+      "which adds to each stored number where the stored row ends, or stores the pair for "
+      "a key's first record, and writes each sum into the row that then goes straight to "
+      "the chained sink. In this run's profile: the sender's emit and framing (`sl_emit`, "
+      "`write_pair`: %.1f %%), hashing (`sl__hash` %.1f %%), the state lookups and adds "
+      "(`h_value_add_last_run`, into which the table probe is inlined, %.1f %%), the state "
+      "prefetch (`h_prefetch` %.1f %%) and the loop over a buffer's records into which the "
+      "pairs' read, the run and the sink call are inlined (`process_keyed_records` %.1f "
+      "%%); engine and libc together %.0f %%. callgrind (100 K words, 4 M words, per "
+      "thread): the counting thread executes about 414 instructions per word (the lookups "
+      "and adds about 160, the state prefetch about 85, the pairs' read, the run and the "
+      "sink call the rest) and the source thread about 240 (`write_pair` about 90, the hash "
+      "40, `sl_emit` 38, the benchmark's tokenising the rest), against about 100 for the "
+      "whole bare loop; per thread (/proc) the counting thread takes 38-45 ns of CPU per "
+      "word and the source thread about 20, against about 30 for the bare loop. " % (
+          prof_pct("wordcount", "write_pair") + prof_pct("wordcount", "sl_emit") +
+          prof_pct("wordcount", "writer_write"),
+          prof_pct("wordcount", "sl__hash"),
+          prof_pct("wordcount", "h_value_add_last_run"),
+          prof_pct("wordcount", "h_prefetch"),
+          prof_pct("wordcount", "process_keyed_records"),
+          wt)) + WC_HINT +
+      "bench/README.md lists the earlier steps (the pair path at both ends, runs of "
+      "records summed in one call, the consumer's read-ahead, 16 buffers per channel) and "
+      "what was tried and not kept (link-time optimization, huge pages for the state, "
+      "XXH3 inlined, deeper prefetching). The spread between runs of one binary on this "
+      "virtual machine is as large as many single changes, so compare the engine's "
+      "M words/CPU-s across reports with care. %s" % (
+          ("What would close the rest" if wc_missed else "What would widen the margin") +
+          " is fewer instructions per record on both threads. The largest parts the bare "
+          "loop does not have are the state prefetch (about 85: a state table that keeps "
+          "short keys and their values in the slot array, one cache line with a fixed "
+          "header, would need one prefetch stage instead of two and no varint header on "
+          "the lookup), the framing and reading of each record on the two sides of the "
+          "channel (about 130), and computing a record's key group and home slot for each "
+          "prefetch stage and the lookup."))
+    w("")
 # Where the 10 M-word count's checkpoint time goes (measured outside the report).
 WC10M_WHERE = (
     "The 10 M-word count runs for about 1.2-1.3 s without checkpoints, so its one mid-run "
@@ -731,7 +696,21 @@ WC10M_WHERE = (
     "checkpoint in a run of 1.3 s, the ratio moves with where the checkpoint falls and with "
     "the machine: the report at c79f101 (before 38b0a97) had 0.87 (pairs 0.87-0.97), the "
     "mid-run checkpoint aborted at the end in its median run, while a series of 3 pairs at "
-    "c583030 just before it gave 0.95 (0.94-0.96). ")
+    "c583030 just before it gave 0.95 (0.94-0.96). Interleaved series of 15 pairs at "
+    "cac8729 (outside this report) gave paired medians of 0.91 and 0.90 (pairs 0.82-1.00). "
+    "Experiments on that code, not kept because they are unsafe or would starve "
+    "checkpoints on a busy machine: with the copy-on-write switched off (the writer then "
+    "reads entries while the task thread changes them, so those checkpoints are wrong) "
+    "0.94 and 0.93; with the I/O thread at SCHED_IDLE as well, 0.96; SCHED_IDLE alone 0.91 "
+    "and nice 19 alone 0.93, within the spread. So the copy-on-write costs about 3 points: "
+    "per copied entry a new block, the old one deferred, walked and freed once the "
+    "snapshot is released, and the cold freed blocks taken again by later inserts (in a "
+    "profile with checkpoints the slab allocator has four times its samples without, "
+    "waiting on a freed block's link; leaving freed blocks unused made no measurable "
+    "difference in 5 pairs). The pause is about 1.5 points (20 ms of 1.3 s). The rest is "
+    "not explained by these experiments; what remains is the I/O thread's 150-190 ms of "
+    "CPU writing 130 MB on the cores the task threads use, and the memory traffic of its "
+    "walk over 5 M entries, which the counting thread's own cache misses wait behind. ")
 
 
 # What the report says of the 10 M-word count when it meets item 4.
@@ -826,7 +805,17 @@ if "4" in missed_items:
                  "arrives (up to 10 ms more), or tables shared with the snapshot and copied "
                  "one key group at a time when the task first changes one, which spreads the "
                  "pause but copies as much in a run where new words reach every key group "
-                 "within milliseconds. Incremental checkpoints for the "
+                 "within milliseconds. For (2), copy-on-write the other way round: when "
+                 "the task thread changes an entry of a key group not yet written, it "
+                 "copies the old entry into memory the snapshot owns, points the "
+                 "snapshot's copy of that slot at it and changes its own entry in place, "
+                 "while the I/O thread claims a key group (an atomic state per key group) "
+                 "before it reads it, so that no entry changes under the writer. No "
+                 "deferred frees, no walk over them, no cold blocks reused, and the copies "
+                 "freed at once with the snapshot; but the snapshot's slot copy must keep "
+                 "the live tables' layout (67 MB instead of 38 MB for 5 M entries: a "
+                 "longer pause, unless that memory is made present before the barrier). "
+                 "At best the 3 points measured above. Incremental checkpoints for the "
                  "heap backend (only the entries changed since the last checkpoint, as a "
                  "changelog: %s; the RocksDB backend has them, see bench/README.md, "
                  "rocksdb_state) shrink every part for long-running jobs, but not here: in a "
