@@ -93,11 +93,11 @@ const sl__key *sl__keyed_backend_current_key(const sl__keyed_backend *be);
  * then. slot_hashes[0, nslot) are keys some records ahead: the table slots their lookups
  * start at are fetched. entry_hashes[0, nentry) are nearer keys whose slots were fetched
  * before (and have arrived by now): the entries those slots point to are fetched, and
- * entry_hints[0, nentry) set to where each was found in the first registered state, or 0
- * (for sl__key.hint, which the value_add_last_run of that state uses). Both stages in one
- * call, as a keyed input issues them once per run of records. Changes nothing in the
- * state; a hash outside the backend's key groups and a backend without the hint are
- * ignored (their hints are 0). */
+ * entry_hints[0, nentry) (not NULL when nentry > 0) set to where each was found in the
+ * first registered state, or 0 (for sl__key.hint, which the value_add_last_run of that
+ * state uses). Both stages in one call, as a keyed input issues them once per run of
+ * records. Changes nothing in the state; a hash outside the backend's key groups and a
+ * backend without the hint are ignored (their hints are 0). */
 void sl__keyed_backend_prefetch(sl__keyed_backend *be, const uint64_t *slot_hashes, size_t nslot,
                                 const uint64_t *entry_hashes, size_t nentry, uint32_t *entry_hints);
 

@@ -59,6 +59,7 @@ static const sl__key *key_of(sl__keyed_backend *be, int64_t id, keybuf *kb)
     kb->k.len = (size_t)(end - kb->bytes);
     kb->k.hash = sl__hash(kb->bytes, kb->k.len);
     kb->k.key_group = sl__key_group(kb->k.hash, be->max_parallelism);
+    kb->k.hint = 0;
     return &kb->k;
 }
 

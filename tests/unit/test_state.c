@@ -90,6 +90,7 @@ static const sl__key *make_key(keybuf *kb, int64_t id, int max_parallelism)
     kb->k.len = (size_t)(end - kb->bytes);
     kb->k.hash = sl__hash(kb->bytes, kb->k.len);
     kb->k.key_group = sl__key_group(kb->k.hash, max_parallelism);
+    kb->k.hint = 0;
     return &kb->k;
 }
 
@@ -318,6 +319,40 @@ TEST(slot_hints_never_change_what_a_run_finds)
     CHECK_EQ_INT((int)sl__keyed_backend_size(be), N + 1);
     sl__keyed_backend_destroy(be);
     sl__schema_destroy(ks);
+}
+
+/* a hinted lookup (sl__htab_find_hinted) takes the hinted slot only for an entry that is
+ * the key's in full: not another key's entry with the same 64-bit hash, not an empty slot
+ * when the key's tag is 0 (an empty slot's bits), not a slot past the table */
+TEST(hinted_lookups_compare_the_whole_key)
+{
+    sl__slab slab;
+    sl__slab_init(&slab);
+    sl__htab t = {0};
+    /* the same hash for both keys, whose folded hash's top bits (the tag) are 0 */
+    const uint64_t hash = 0x1234;
+    CHECK_EQ_INT((int)(sl__slot_tag(sl__ent_hash32(hash)) >> SL__SLOT_ADDR_BITS), 0);
+    const char *keys[2] = {"apple", "apric"};
+    size_t at[2];
+    for (int i = 0; i < 2; i++) {
+        size_t slot;
+        CHECK(sl__htab_reserve(&t, false) >= 0);
+        CHECK(!sl__htab_find(&t, hash, keys[i], 5, NULL, 0, &slot));
+        uint8_t *e = sl__ent_make(&slab, hash, keys[i], 5, NULL, 0, "v", 1, false);
+        sl__htab_insert_at(&t, slot, e);
+        CHECK(sl__htab_find(&t, hash, keys[i], 5, NULL, 0, &at[i]));
+    }
+    for (uint32_t hint = 0; hint <= t.mask + 3; hint++) /* every slot, empty ones, past */
+        for (int i = 0; i < 2; i++) {
+            size_t slot = SIZE_MAX;
+            CHECK(sl__htab_find_hinted(&t, hash, hint, keys[i], 5, NULL, 0, &slot));
+            CHECK(slot == at[i]);
+        }
+    size_t slot;
+    CHECK(!sl__htab_find_hinted(&t, hash, (uint32_t)at[0] + 1, "apply", 5, NULL, 0, &slot));
+    CHECK(!sl__htab_find_hinted(&t, hash, (uint32_t)at[1] + 1, "apple", 4, NULL, 0, &slot));
+    sl__htab_close(&t);
+    sl__slab_close(&slab);
 }
 
 /* a key group is the hash modulo max parallelism, with the mask (sl__key_group_masked) as
@@ -1688,5 +1723,6 @@ int main(int argc, char **argv)
         corrupted_snapshots_are_refused, operator_redistribution_3_to_2,
         operator_redistribution_2_to_5, operator_snapshot_errors,
         alloc_failures_on_registration_and_restore, key_group_is_the_hash_modulo_max_parallelism,
-        pair_run_stores_what_an_update_stores, slot_hints_never_change_what_a_run_finds);
+        pair_run_stores_what_an_update_stores, slot_hints_never_change_what_a_run_finds,
+        hinted_lookups_compare_the_whole_key);
 }
