@@ -1596,7 +1596,7 @@ int sl__state_writer_close(sl__state_writer *w, sl__subtask_state *out, char *er
                 if (r < 0)
                     wfail(w, SL_EIO, "cannot write %s: %s", w->path, OSERR(-r));
                 else
-                    w->wrote += 8;
+                    writer_wrote(w, 8);
             }
             if (!w->rc)
                 writer_sync(w);

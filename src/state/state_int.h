@@ -383,6 +383,19 @@ static inline size_t sl__htab_home(const sl__htab *t, uint32_t h)
 extern _Thread_local uint64_t sl__htab_finds;
 #endif
 
+/* True when slot s (not empty) holds the entry (hash, a, b): its tag, then the entry's
+ * folded hash, then its address in full. */
+static inline __attribute__((always_inline)) bool
+sl__slot_holds(sl__slot s, uint32_t hash, const void *a, size_t alen, const void *b, size_t blen)
+{
+    if ((s & ~SL__SLOT_ADDR) != sl__slot_tag(hash))
+        return false;
+    const uint8_t *e = sl__slot_ent(s);
+    uint32_t eh;
+    memcpy(&eh, e, 4);
+    return eh == hash && sl__ent_is(e, a, alen, b, blen);
+}
+
 /* Finds the entry (hash, a, b). Returns true and its slot, or false and the slot where it
  * would be inserted (only meaningful when the table has capacity). Inline: one per state
  * access on the per-record path. */
@@ -399,19 +412,13 @@ static inline __attribute__((always_inline)) bool sl__htab_find(const sl__htab *
         return false;
     }
     uint32_t hash = sl__ent_hash32(hash64);
-    sl__slot tag = sl__slot_tag(hash);
     for (size_t i = sl__htab_home(t, hash);; i = (i + 1) & t->mask) {
         sl__slot s = t->slots[i];
         if (!s) {
             *slot = i;
             return false;
         }
-        if ((s & ~SL__SLOT_ADDR) != tag)
-            continue;
-        const uint8_t *e = sl__slot_ent(s);
-        uint32_t eh;
-        memcpy(&eh, e, 4);
-        if (eh == hash && sl__ent_is(e, a, alen, b, blen)) {
+        if (sl__slot_holds(s, hash, a, alen, b, blen)) {
             *slot = i;
             return true;
         }
@@ -420,8 +427,9 @@ static inline __attribute__((always_inline)) bool sl__htab_find(const sl__htab *
 
 /* sl__htab_find, looking first at the slot hint - 1 (hint 0: none), which a prefetch found
  * for the key a few records before (sl__htab_prefetch_entry). Inserts since then move no
- * entry, but a resize or a removal may have: the hint is used only when that slot's entry
- * is the key's, compared in full, so a stale hint costs a compare, never a wrong answer.
+ * entry, but a resize or a removal may have: the hint is used only when that slot holds an
+ * entry (an empty slot's tag bits are 0, as some keys' tags are) and the entry is the
+ * key's, compared in full, so a stale hint costs a compare, never a wrong answer.
  * A lookup that starts where its entry is skips the home slot's computation and the probe
  * along the slots before it, whose tag compares are branches no predictor learns. */
 static inline __attribute__((always_inline)) bool
@@ -429,12 +437,8 @@ sl__htab_find_hinted(const sl__htab *t, uint64_t hash64, uint32_t hint, const vo
                      const void *b, size_t blen, size_t *slot)
 {
     if (hint && t->slots && hint - 1 <= t->mask) {
-        uint32_t hash = sl__ent_hash32(hash64);
         sl__slot s = t->slots[hint - 1];
-        const uint8_t *e = sl__slot_ent(s);
-        uint32_t eh;
-        if (s && (s & ~SL__SLOT_ADDR) == sl__slot_tag(hash) && (memcpy(&eh, e, 4), eh == hash) &&
-            sl__ent_is(e, a, alen, b, blen)) {
+        if (s && sl__slot_holds(s, sl__ent_hash32(hash64), a, alen, b, blen)) {
             *slot = hint - 1;
             return true;
         }
