@@ -11,7 +11,9 @@
 # vary more: BENCH_WC_REPEAT, 5), BENCH_LATENCY_SECONDS (length of each paced
 # latency run: 3), BENCH_WORDS (words of the 100 K-vocabulary word count: 60000000, about 4 s
 # at p=1, so that a run takes a few checkpoints), BENCH_WC_BIG_WORDS (words of the
-# 10 M-vocabulary word count: 10000000, about 2 s and one checkpoint mid-run), BENCH_KEYS
+# 10 M-vocabulary word count: 10000000, about 2 s and one checkpoint mid-run),
+# BENCH_WC_LONG_WORDS (words of the same word count run for about 5 s, so that it takes
+# several checkpoints of a state of millions of entries: 40000000; 0 skips it), BENCH_KEYS
 # (state memory keys: 10000000), BENCH_PROFILE=0 skips perf. BUILD (build directory: build), BENCH_OUT (raw logs and data:
 # $BUILD/bench-report), BENCH_REPORT (the report: bench/REPORT.md).
 #
@@ -22,7 +24,9 @@
 #      checkpoints (BENCH_REPEAT times, interleaved; medians of the percentiles), recording
 #      end-to-end latency.
 #   2. bench_word_count at 100 K words (p=1, p=2) and at 10 M words (p=1), STREAMING, the bare
-#      loop and the engine without and with checkpoints, interleaved.
+#      loop and the engine without and with checkpoints, interleaved; then the 10 M-vocabulary
+#      count on BENCH_WC_LONG_WORDS words, the engine only, without and with checkpoints
+#      (3 interleaved repeats).
 #   3. bench_state_memory: heap keyed state of BENCH_KEYS i64 keys with i64 values.
 #   4. perf record of q0 and of the word count (engine only), top functions by self time; and
 #      of q3 and of the 10 M-vocabulary word count with checkpoints, with call graphs
@@ -42,6 +46,7 @@ PLOTS=$(dirname "$REPORT")/plots
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
     : "${BENCH_EVENTS:=2000000}" "${BENCH_REPEAT:=1}" "${BENCH_LATENCY_SECONDS:=2}"
     : "${BENCH_WORDS:=2000000}" "${BENCH_WC_BIG_WORDS:=2000000}" "${BENCH_KEYS:=1000000}"
+    : "${BENCH_WC_LONG_WORDS:=4000000}"
 fi
 EVENTS=${BENCH_EVENTS:-20000000}
 EVENTS_P2=$((EVENTS * 3 / 2))
@@ -49,6 +54,7 @@ REPEAT=${BENCH_REPEAT:-3}
 LAT_SECONDS=${BENCH_LATENCY_SECONDS:-3}
 WORDS=${BENCH_WORDS:-60000000}
 WC_BIG_WORDS=${BENCH_WC_BIG_WORDS:-10000000}
+WC_LONG_WORDS=${BENCH_WC_LONG_WORDS:-40000000}
 KEYS=${BENCH_KEYS:-10000000}
 PROFILE=${BENCH_PROFILE:-1}
 WC_REPEAT=${BENCH_WC_REPEAT:-$((REPEAT > 1 ? REPEAT + 2 : 1))}
@@ -87,7 +93,7 @@ START=$(date +%s)
         echo "commit	$(git -C "$ROOT" rev-parse --short HEAD)"
         echo "dirty	$(git -C "$ROOT" status --porcelain -- src include CMakeLists.txt | awk '{print $2}' | tr '\n' ' ')"
     fi
-    echo "sizes	events=$EVENTS events_p2=$EVENTS_P2 repeat=$REPEAT wc_repeat=$WC_REPEAT latency_seconds=$LAT_SECONDS words=$WORDS wc_big_words=$WC_BIG_WORDS keys=$KEYS"
+    echo "sizes	events=$EVENTS events_p2=$EVENTS_P2 repeat=$REPEAT wc_repeat=$WC_REPEAT latency_seconds=$LAT_SECONDS words=$WORDS wc_big_words=$WC_BIG_WORDS wc_long_words=$WC_LONG_WORDS keys=$KEYS"
 } >"$OUT/machine.tsv"
 
 # ---- steps, with the load other processes put on the machine meanwhile ----------------------
@@ -135,6 +141,11 @@ step "word count 100K p=2" "$OUT/wc-100k-p2.log" \
 step "word count 10M p=1" "$OUT/wc-10m-p1.log" \
     "$BIN/bench_word_count" --words "$WC_BIG_WORDS" --vocab 10000000 -p 1 --mode streaming \
     --checkpoints both --repeat "$WC_REPEAT" --csv "$OUT/wordcount.tsv"
+if ((WC_LONG_WORDS > 0)); then
+    step "word count 10M long p=1" "$OUT/wc-10m-long-p1.log" \
+        "$BIN/bench_word_count" --words "$WC_LONG_WORDS" --vocab 10000000 -p 1 --mode streaming \
+        --checkpoints both --repeat 3 --no-baselines --csv "$OUT/wordcount-long.tsv"
+fi
 
 step "state memory" "$OUT/state-memory.log" \
     "$BIN/bench_state_memory" --keys "$KEYS" --key i64 --csv "$OUT/memory.tsv"
