@@ -852,7 +852,7 @@ if "4" in missed_items:
             "report) the paired ratio was 0.90 with 2 checkpoints a run, at 1 s 0.79 with 4. "
             "For 95 %% with a checkpoint every second, a checkpoint may cost the run at most "
             "50 ms, 5-9 ns per entry of this state, less than reading one entry that lies "
-            "anywhere in memory takes on this machine. Neither layout change tried this time moved it: copy-on-write the other "
+            "anywhere in memory takes on this machine. Neither of two layout changes built for it moved it: copy-on-write the other "
             "way round (wip/reverse-cow) made the counting thread slower in 3 interleaved "
             "runs of this job with checkpoints (4.60-4.90 s against 4.35-4.59 s), and a slab "
             "per key group (wip/kg-slabs, see bench/README.md) did not raise the ratio "
@@ -866,6 +866,15 @@ if "4" in missed_items:
                 (b["wall_s"] - a["wall_s"]) / n if n else 0))
     if WC_LONG in jobs:
         explained.add(WC_LONG)  # when not measured, its fact says so
+    # the 10 M-word count met it: what it costs all the same, items (1)-(4) of WC10M_WHERE
+    big = [(a, b) for name, p, a, b in ckpt_rows if name == "word count, 10 M vocabulary"]
+    if "word count, 10 M vocabulary" not in jobs and big:
+        a, b = big[0]
+        text += WC10M_PASS % ckpt_ratio(a, b)
+        if b["checkpoints_done"] < ckpt_taken(b):
+            text += ("In this run's median runs the mid-run checkpoint had not completed when "
+                     "the input ended, so the final checkpoint replaced it (see (4) below). ")
+        text += WC10M_WHERE
     if explained:
         why = []
         if "q3" in explained:
@@ -897,13 +906,11 @@ if "4" in missed_items:
                  "without any copy-on-write gained, so it is not merged. Incremental checkpoints for the "
                  "heap backend (only the entries changed since the last checkpoint, as a "
                  "changelog%s; the RocksDB backend has them, see bench/README.md, "
-                 "rocksdb_state) shrink every part for long-running jobs, but not here: in a "
-                 "run of a few seconds whose state grows by millions of new words a second, "
-                 "the one mid-run checkpoint is the first and holds everything. " %
+                 "rocksdb_state) would shrink the later checkpoints of a long-running job by "
+                 "as much of its state as does not change between two of them, but not a "
+                 "job's first checkpoint, which holds everything: the 10 M-word count's one "
+                 "mid-run checkpoint is its first. " %
                  (": " + "; ".join(why) if why else ""))
-    big = [(a, b) for name, p, a, b in ckpt_rows if name == "word count, 10 M vocabulary"]
-    if "word count, 10 M vocabulary" not in jobs and big:
-        text += WC10M_PASS % ckpt_ratio(*big[0]) + WC10M_WHERE
     if jobs - explained:
         text += ("For %s the state each checkpoint writes is small (q0-q2: the sources' "
                  "positions; the word count at 100 K: 100 K entries, a few MB), so a "
@@ -950,6 +957,8 @@ w("BENCH_QUICK=1 make bench        # a smoke run")
 w("build/bin/bench_nexmark --query all --events 20000000 -p 1 --repeat 3 --checkpoints both \\")
 w("    --latency --seconds 3")
 w("build/bin/bench_word_count --words 10000000 --vocab 100000 --mode streaming --checkpoints both")
+w("build/bin/bench_word_count --words 40000000 --vocab 10000000 --mode streaming --checkpoints both \\")
+w("    --repeat 3 --no-baselines")
 w("build/bin/bench_state_memory --keys 10000000")
 w("```")
 w("")
