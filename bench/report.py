@@ -856,7 +856,10 @@ if "4" in missed_items:
             "way round (wip/reverse-cow) made the counting thread slower in 3 interleaved "
             "runs of this job with checkpoints (4.60-4.90 s against 4.35-4.59 s), and a slab "
             "per key group (wip/kg-slabs, see bench/README.md) did not raise the ratio "
-            "(paired 0.67 and 0.69 against 0.73 and 0.79, 2 runs of 3 pairs each). A second of this input (10 M words) holds "
+            "(paired 0.67 and 0.69 against 0.73 and 0.79, 2 runs of 3 pairs each); nor did "
+            "taking the blocks that reclaiming frees again in address order "
+            "(wip/settled-free: the counting thread 4.54 s against 4.33 s, 6 runs each). "
+            "A second of this input (10 M words) holds "
             "5.6 M distinct words, 60-70 %% of the state at 2-4 s, so incremental checkpoints "
             "that write only the entries changed since the last one would shrink the writing "
             "by about a third, not remove it. " % (
