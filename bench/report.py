@@ -852,7 +852,7 @@ if "4" in missed_items:
             "report) the paired ratio was 0.90 with 2 checkpoints a run, at 1 s 0.79 with 4. "
             "For 95 %% with a checkpoint every second, a checkpoint may cost the run at most "
             "50 ms, 5-9 ns per entry of this state, less than reading one entry that lies "
-            "anywhere in memory takes on this machine. Neither of two layout changes built for it moved it: copy-on-write the other "
+            "anywhere in memory takes on this machine. None of three changes built for it moved it: copy-on-write the other "
             "way round (wip/reverse-cow) made the counting thread slower in 3 interleaved "
             "runs of this job with checkpoints (4.60-4.90 s against 4.35-4.59 s), and a slab "
             "per key group (wip/kg-slabs, see bench/README.md) did not raise the ratio "
