@@ -71,8 +71,8 @@ QUERIES = ["q0", "q1", "q2", "q3"]
 
 # ---- word count -----------------------------------------------------------------------------
 
-wcr = {}  # (job, vocab, p, ckpt) -> row; job bare or streaming
-for r in wc:
+def wc_row(r):
+    """A row of bench_word_count's CSV with its numbers parsed, and its rates."""
     for k in ("wall_s", "cpu_s", "paired_wall_ratio", "paired_wall_min", "paired_wall_max"):
         r[k] = float(r.get(k) or 0)
     for k in ("vocab", "distinct", "p", "checkpoints", "words", "checkpoints_done"):
@@ -81,22 +81,17 @@ for r in wc:
     r["checkpoints_taken"] = int(r.get("checkpoints_taken") or r["checkpoints_done"])
     r["rate"] = r["words"] / r["wall_s"]
     r["per_cpu"] = r["words"] / r["cpu_s"]
+    return r
+
+
+wcr = {}  # (job, vocab, p, ckpt) -> row; job bare or streaming
+for r in map(wc_row, wc):
     wcr[(r["job"], r["vocab"], r["p"], r["checkpoints"])] = r
 # the bare loop is single-threaded: one row per bench_word_count run, keyed by the run's p
 WC_RUNS = sorted({(v, p) for (j, v, p, c) in wcr if j == "streaming"})
 
 # the 10 M-vocabulary count run long enough for several checkpoints (engine only): ckpt -> row
-wcl = {}
-for r in wc_long:
-    for k in ("wall_s", "cpu_s", "paired_wall_ratio", "paired_wall_min", "paired_wall_max"):
-        r[k] = float(r.get(k) or 0)
-    for k in ("vocab", "p", "checkpoints", "words", "checkpoints_done"):
-        r[k] = int(r[k])
-    r["checkpoints_taken"] = int(r.get("checkpoints_taken") or r["checkpoints_done"])
-    r["rate"] = r["words"] / r["wall_s"]
-    r["per_cpu"] = r["words"] / r["cpu_s"]
-    if r["job"] == "streaming":
-        wcl[r["checkpoints"]] = r
+wcl = {r["checkpoints"]: r for r in map(wc_row, wc_long) if r["job"] == "streaming"}
 WC_LONG = "word count, 10 M vocabulary, %d M words" % (
     wcl[0]["words"] // 1000000) if 0 in wcl else None
 

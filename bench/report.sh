@@ -26,7 +26,7 @@
 #   2. bench_word_count at 100 K words (p=1, p=2) and at 10 M words (p=1), STREAMING, the bare
 #      loop and the engine without and with checkpoints, interleaved; then the 10 M-vocabulary
 #      count on BENCH_WC_LONG_WORDS words, the engine only, without and with checkpoints
-#      (3 interleaved repeats).
+#      (BENCH_REPEAT interleaved repeats).
 #   3. bench_state_memory: heap keyed state of BENCH_KEYS i64 keys with i64 values.
 #   4. perf record of q0 and of the word count (engine only), top functions by self time; and
 #      of q3 and of the 10 M-vocabulary word count with checkpoints, with call graphs
@@ -144,7 +144,7 @@ step "word count 10M p=1" "$OUT/wc-10m-p1.log" \
 if ((WC_LONG_WORDS > 0)); then
     step "word count 10M long p=1" "$OUT/wc-10m-long-p1.log" \
         "$BIN/bench_word_count" --words "$WC_LONG_WORDS" --vocab 10000000 -p 1 --mode streaming \
-        --checkpoints both --repeat 3 --no-baselines --csv "$OUT/wordcount-long.tsv"
+        --checkpoints both --repeat "$REPEAT" --no-baselines --csv "$OUT/wordcount-long.tsv"
 fi
 
 step "state memory" "$OUT/state-memory.log" \
