@@ -870,7 +870,7 @@ if "4" in missed_items:
         a, b = big[0]
         text += WC10M_PASS % ckpt_ratio(a, b)
         if b["checkpoints_done"] < ckpt_taken(b):
-            text += ("In this run's median runs the mid-run checkpoint had not completed when "
+            text += ("In this run's median run the mid-run checkpoint had not completed when "
                      "the input ended, so the final checkpoint replaced it (see (4) below). ")
         text += WC10M_WHERE
     if explained:
